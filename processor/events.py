@@ -1,0 +1,153 @@
+"""Decoding of the binary flyteidl events read from the input topics.
+
+Contract: ``decode_event`` either returns an ``ExecutionEvent`` whose ids are
+valid key parts, or raises ``UndecodableEventError`` with a reason that goes
+to the dead-letter topic. It never folds and never touches Kafka.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Union
+
+from flyteidl.event import event_pb2
+from google.protobuf.message import DecodeError
+
+from processor import ids
+
+FlyteEvent = Union[
+    event_pb2.WorkflowExecutionEvent,
+    event_pb2.NodeExecutionEvent,
+    event_pb2.TaskExecutionEvent,
+]
+
+
+class EventKind(str, enum.Enum):
+    """Kind of a flyteidl event; the value is the name used in stream files and headers."""
+
+    WORKFLOW = "workflow"
+    NODE = "node"
+    TASK = "task"
+
+    @property
+    def message_class(self) -> type:
+        return _MESSAGE_CLASSES[self]
+
+
+_MESSAGE_CLASSES = {
+    EventKind.WORKFLOW: event_pb2.WorkflowExecutionEvent,
+    EventKind.NODE: event_pb2.NodeExecutionEvent,
+    EventKind.TASK: event_pb2.TaskExecutionEvent,
+}
+
+
+class DeadLetterReason(str, enum.Enum):
+    """Why an input record could not be read; written to the dead-letter topic."""
+
+    UNDECODABLE = "undecodable"
+    MISSING_EXECUTION_ID = "missing-execution-id"
+    INVALID_ID = "invalid-id"
+    UNKNOWN_KIND = "unknown-kind"
+    OVERSIZED = "oversized"
+    FOLD_FAILED = "fold-failed"
+
+
+class UndecodableEventError(ValueError):
+    """An input record that is not a readable flyteidl event of the expected kind."""
+
+    def __init__(self, reason: DeadLetterReason, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ExecutionEvent:
+    """One decoded event and the keys it folds under."""
+
+    kind: EventKind
+    message: FlyteEvent
+    execution_key: str
+
+    # Key of the node or task record the event changes; the execution key for
+    # workflow events.
+    entity_key: str
+
+
+def parse_kind(text: str) -> EventKind:
+    try:
+        return EventKind(text)
+    except ValueError:
+        raise UndecodableEventError(
+            DeadLetterReason.UNKNOWN_KIND,
+            f"unknown event kind {text!r}: expected workflow, node or task",
+        ) from None
+
+
+def workflow_execution_id(kind: EventKind, message: FlyteEvent):
+    """Return the workflow execution id an event belongs to, by its kind's id field."""
+    if kind is EventKind.WORKFLOW:
+        return message.execution_id if message.HasField("execution_id") else None
+    if kind is EventKind.NODE:
+        if message.HasField("id") and message.id.HasField("execution_id"):
+            return message.id.execution_id
+        return None
+    if message.HasField("parent_node_execution_id") and message.parent_node_execution_id.HasField("execution_id"):
+        return message.parent_node_execution_id.execution_id
+    return None
+
+
+def keyed_event(kind: EventKind, message: FlyteEvent) -> ExecutionEvent:
+    """Attach the execution and entity keys to a decoded message.
+
+    Raises UndecodableEventError when the ids are missing or invalid.
+    """
+    execution_id = workflow_execution_id(kind, message)
+    if execution_id is None:
+        raise UndecodableEventError(
+            DeadLetterReason.MISSING_EXECUTION_ID,
+            f"{kind.value} event has no workflow execution id",
+        )
+
+    try:
+        execution = ids.execution_key(execution_id)
+        if kind is EventKind.WORKFLOW:
+            entity = execution
+        elif kind is EventKind.NODE:
+            entity = ids.node_key(execution, message.id.node_id)
+        else:
+            entity = ids.task_key(
+                execution,
+                message.parent_node_execution_id.node_id,
+                message.task_id.name,
+                message.retry_attempt,
+            )
+    except ids.InvalidIdError as error:
+        reason = DeadLetterReason.MISSING_EXECUTION_ID if str(error).startswith("missing execution_id") else DeadLetterReason.INVALID_ID
+        raise UndecodableEventError(reason, f"{kind.value} event: {error}") from None
+
+    return ExecutionEvent(kind=kind, message=message, execution_key=execution, entity_key=entity)
+
+
+def decode_event(kind: EventKind, value: bytes | None, *, max_bytes: int) -> ExecutionEvent:
+    """Parse the binary protobuf of one event of ``kind`` and derive its keys."""
+    if value is None:
+        raise UndecodableEventError(DeadLetterReason.UNDECODABLE, "record has no value")
+
+    if len(value) > max_bytes:
+        raise UndecodableEventError(
+            DeadLetterReason.OVERSIZED,
+            f"value has {len(value)} bytes, more than the limit of {max_bytes}",
+        )
+
+    message = kind.message_class()
+    try:
+        message.ParseFromString(value)
+    except DecodeError as error:
+        raise UndecodableEventError(
+            DeadLetterReason.UNDECODABLE,
+            f"value is not a binary {message.DESCRIPTOR.full_name}: {error}",
+        ) from None
+
+    return keyed_event(kind, message)

@@ -1,0 +1,88 @@
+"""Check a set of state records against the facts of an ``*.expect.json`` file.
+
+The file maps a record kind (workflow, node, task) to keys in the state
+topics' text form, and each key to facts such as ``phase``, ``has_started_at``
+or ``log_count``. ``node_count`` of a workflow is read from its summary.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from flyteidl.core import catalog_pb2
+from google.protobuf.message import Message
+
+from processor.fold.execution import RecordKind
+from processor.fold.phases import node_phase_name, task_phase_name, workflow_phase_name
+
+Records = Mapping[RecordKind, Mapping[str, Message]]
+
+
+def _closure(kind: RecordKind, state: Message):
+    if kind is RecordKind.WORKFLOW:
+        return state.execution.closure
+    if kind is RecordKind.NODE:
+        return state.node_execution.closure
+    return state.task_execution.closure
+
+
+def _phase_name(kind: RecordKind, state: Message) -> str:
+    phase = _closure(kind, state).phase
+    if kind is RecordKind.WORKFLOW:
+        return workflow_phase_name(phase)
+    if kind is RecordKind.NODE:
+        return node_phase_name(phase)
+    return task_phase_name(phase)
+
+
+def _error_code(kind: RecordKind, state: Message) -> str:
+    closure = _closure(kind, state)
+    return closure.error.code if closure.HasField("error") else ""
+
+
+def _cache_status(kind: RecordKind, state: Message) -> str:
+    return catalog_pb2.CatalogCacheStatus.Name(state.node_execution.closure.task_node_metadata.cache_status)
+
+
+FACT_READERS: dict[str, Callable[[RecordKind, Message, Records, str], Any]] = {
+    "phase": lambda kind, state, records, key: _phase_name(kind, state),
+    "has_started_at": lambda kind, state, records, key: _closure(kind, state).HasField("started_at"),
+    "has_duration": lambda kind, state, records, key: _closure(kind, state).HasField("duration"),
+    "error_code": lambda kind, state, records, key: _error_code(kind, state),
+    "log_count": lambda kind, state, records, key: len(state.task_execution.closure.logs),
+    "cache_status": lambda kind, state, records, key: _cache_status(kind, state),
+    "is_dynamic": lambda kind, state, records, key: state.node_execution.metadata.is_dynamic,
+    "is_parent": lambda kind, state, records, key: state.node_execution.metadata.is_parent_node,
+    "parent_node_id": lambda kind, state, records, key: state.parent_node_id,
+    "spec_node_id": lambda kind, state, records, key: state.node_execution.metadata.spec_node_id,
+    "node_count": lambda kind, state, records, key: records[RecordKind.SUMMARY][key].node_count,
+    "task_count": lambda kind, state, records, key: records[RecordKind.SUMMARY][key].task_count,
+}
+
+
+def load(path: str | Path) -> dict:
+    with Path(path).open(encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def check(expected: Mapping[str, Mapping[str, Mapping[str, Any]]], records: Records) -> list[str]:
+    """Return one message per fact that does not hold; an empty list means all hold."""
+    failures = []
+    for kind_name, entries in expected.items():
+        kind = RecordKind(kind_name)
+        for key, facts in entries.items():
+            state = records[kind].get(key)
+            if state is None:
+                failures.append(f"{kind.value} {key}: record not found")
+                continue
+            for fact, wanted in facts.items():
+                reader = FACT_READERS.get(fact)
+                if reader is None:
+                    failures.append(f"{kind.value} {key}: unknown fact {fact!r}")
+                    continue
+                actual = reader(kind, state, records, key)
+                if actual != wanted:
+                    failures.append(f"{kind.value} {key}: {fact} is {actual!r}, expected {wanted!r}")
+    return failures

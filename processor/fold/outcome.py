@@ -1,0 +1,36 @@
+"""What folding one event did to its record."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Generic, Optional, TypeVar
+
+StateT = TypeVar("StateT")
+
+
+class Outcome(str, enum.Enum):
+    """Result of folding one event; every value but APPLIED is a rejection."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    ALREADY_TERMINAL = "already-terminal"
+    STALE = "stale"
+    INCOMPATIBLE_CLUSTER = "incompatible-cluster"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class Transition(Generic[StateT]):
+    """New state of a record after one event.
+
+    ``state`` is a new object whenever ``changed`` is true and the input state
+    otherwise; a fold never mutates the state it was given. A rejected event can
+    still change the record (an older event fills fields the record lacks), so
+    ``changed`` and ``outcome`` are independent.
+    """
+
+    state: Optional[StateT]
+    outcome: Outcome
+    changed: bool
+    detail: str = ""

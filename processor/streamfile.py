@@ -1,0 +1,67 @@
+"""Reading event stream files: JSON Lines of ``{"kind": ..., "event": <protobuf JSON>}``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, TextIO
+
+from google.protobuf import json_format
+
+from processor.events import EventKind, ExecutionEvent, UndecodableEventError, keyed_event
+
+
+class StreamFileError(ValueError):
+    """A line of a stream file that is not a valid event; the message names file and line."""
+
+
+@dataclass(frozen=True)
+class StreamLine:
+    source: str
+    line_number: int
+    event: ExecutionEvent
+
+
+def parse_line(text: str, source: str, line_number: int) -> ExecutionEvent:
+    where = f"{source}:{line_number}"
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise StreamFileError(f"{where}: invalid JSON: {error}") from None
+
+    if not isinstance(document, dict) or "kind" not in document or "event" not in document:
+        raise StreamFileError(f'{where}: expected an object with "kind" and "event"')
+
+    try:
+        kind = EventKind(document["kind"])
+    except ValueError:
+        raise StreamFileError(f"{where}: unknown kind {document['kind']!r}: expected workflow, node or task") from None
+
+    message = kind.message_class()
+    try:
+        json_format.ParseDict(document["event"], message)
+    except json_format.ParseError as error:
+        raise StreamFileError(f"{where}: invalid {message.DESCRIPTOR.full_name}: {error}") from None
+
+    try:
+        return keyed_event(kind, message)
+    except UndecodableEventError as error:
+        raise StreamFileError(f"{where}: {error.detail}") from None
+
+
+def _read_lines(handle: TextIO, source: str) -> Iterator[StreamLine]:
+    for line_number, text in enumerate(handle, start=1):
+        if not text.strip():
+            continue
+        yield StreamLine(source, line_number, parse_line(text, source, line_number))
+
+
+def read_stream(path: str) -> Iterator[StreamLine]:
+    """Yield the events of one stream file, ``-`` for standard input; raises StreamFileError on a bad line."""
+    if path == "-":
+        yield from _read_lines(sys.stdin, "<stdin>")
+        return
+    with Path(path).open(encoding="utf-8") as handle:
+        yield from _read_lines(handle, path)
