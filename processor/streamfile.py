@@ -51,17 +51,31 @@ def parse_line(text: str, source: str, line_number: int) -> ExecutionEvent:
         raise StreamFileError(f"{where}: {error.detail}") from None
 
 
-def _read_lines(handle: TextIO, source: str) -> Iterator[StreamLine]:
+def _read_lines(handle: TextIO, source: str) -> Iterator[StreamLine | StreamFileError]:
     for line_number, text in enumerate(handle, start=1):
         if not text.strip():
             continue
-        yield StreamLine(source, line_number, parse_line(text, source, line_number))
+        try:
+            yield StreamLine(source, line_number, parse_line(text, source, line_number))
+        except StreamFileError as error:
+            yield error
 
 
-def read_stream(path: str) -> Iterator[StreamLine]:
-    """Yield the events of one stream file, ``-`` for standard input; raises StreamFileError on a bad line."""
+def read_stream_lenient(path: str) -> Iterator[StreamLine | StreamFileError]:
+    """Yield each line of a stream file as an event, or as the error that names its file and line.
+
+    ``-`` reads standard input.
+    """
     if path == "-":
         yield from _read_lines(sys.stdin, "<stdin>")
         return
     with Path(path).open(encoding="utf-8") as handle:
         yield from _read_lines(handle, path)
+
+
+def read_stream(path: str) -> Iterator[StreamLine]:
+    """Yield the events of one stream file; raises StreamFileError at the first bad line."""
+    for item in read_stream_lenient(path):
+        if isinstance(item, StreamFileError):
+            raise item
+        yield item

@@ -1,0 +1,183 @@
+"""Settings of the processor, read from the environment.
+
+Every setting has an environment variable; the CLI's options override them.
+Topic names, partition count and replication are explicit because the worker
+creates its topics itself and checks that existing ones fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from processor.events import EventKind
+
+
+class ConfigError(ValueError):
+    """A setting has a value the processor cannot run with; the message says what to change."""
+
+
+def _env_int(name: str, default: int, minimum: int = 1) -> int:
+    text = os.environ.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is below the minimum of {minimum}")
+    return value
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    text = os.environ.get(name)
+    if text is None or text == "":
+        return default
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}={text!r} is not a boolean: use true or false")
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Names of every topic the processor reads or writes, besides faust's changelogs."""
+
+    workflow_events: str = "flyte.events.workflow"
+    node_events: str = "flyte.events.node"
+    task_events: str = "flyte.events.task"
+
+    workflow_state: str = "flyte.state.workflow-executions"
+    node_state: str = "flyte.state.node-executions"
+    task_state: str = "flyte.state.task-executions"
+    summary_state: str = "flyte.state.execution-summaries"
+
+    dead_letter: str = "flyte.events.dead-letter"
+
+    # Internal topic that carries events whose producer keyed or partitioned
+    # them differently from the execution key; empty means "<app id>-events-by-execution".
+    repartition: str = ""
+
+    def input_topic(self, kind: EventKind) -> str:
+        return {
+            EventKind.WORKFLOW: self.workflow_events,
+            EventKind.NODE: self.node_events,
+            EventKind.TASK: self.task_events,
+        }[kind]
+
+    @property
+    def inputs(self) -> tuple[str, str, str]:
+        return (self.workflow_events, self.node_events, self.task_events)
+
+    @property
+    def states(self) -> tuple[str, str, str, str]:
+        return (self.workflow_state, self.node_state, self.task_state, self.summary_state)
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = "127.0.0.1:9092"
+
+    # faust app id: the consumer group and the prefix of the table changelog topics.
+    app_id: str = "flyte-state-processor"
+
+    topics: Topics = field(default_factory=Topics)
+
+    # Partition count of every input, internal and state topic. Input topics
+    # must have exactly this many partitions because each table partition is
+    # the partition of the events it folds.
+    partitions: int = 6
+    replication_factor: int = 1
+
+    # Create missing topics at start-up; when false, a missing topic is an error.
+    create_topics: bool = True
+
+    # Table store: "memory" or "rocksdb" (faust's rocksdict store).
+    store: str = "memory"
+    state_dir: Path = Path("state-data")
+
+    # Largest event value the worker folds; larger ones are dead-lettered.
+    max_event_bytes: int = 1024 * 1024
+
+    # Largest record the worker's producer sends, dead letters included. The
+    # dead-letter topic is created with a max.message.bytes this large.
+    max_record_bytes: int = 8 * 1024 * 1024
+
+    # Consumer group session timeout in seconds. Short, so that a restarted
+    # worker gets its partitions back quickly.
+    session_timeout_seconds: float = 10.0
+
+    log_level: str = "INFO"
+
+    @property
+    def repartition_topic(self) -> str:
+        return self.topics.repartition or f"{self.app_id}-events-by-execution"
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        defaults = Topics()
+        topics = Topics(
+            workflow_events=_env("FLYTE_STATE_TOPIC_WORKFLOW_EVENTS", defaults.workflow_events),
+            node_events=_env("FLYTE_STATE_TOPIC_NODE_EVENTS", defaults.node_events),
+            task_events=_env("FLYTE_STATE_TOPIC_TASK_EVENTS", defaults.task_events),
+            workflow_state=_env("FLYTE_STATE_TOPIC_WORKFLOW_STATE", defaults.workflow_state),
+            node_state=_env("FLYTE_STATE_TOPIC_NODE_STATE", defaults.node_state),
+            task_state=_env("FLYTE_STATE_TOPIC_TASK_STATE", defaults.task_state),
+            summary_state=_env("FLYTE_STATE_TOPIC_SUMMARY_STATE", defaults.summary_state),
+            dead_letter=_env("FLYTE_STATE_TOPIC_DEAD_LETTER", defaults.dead_letter),
+            repartition=_env("FLYTE_STATE_TOPIC_REPARTITION", ""),
+        )
+        settings = cls(
+            bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers),
+            app_id=_env("FLYTE_STATE_APP_ID", cls.app_id),
+            topics=topics,
+            partitions=_env_int("FLYTE_STATE_PARTITIONS", cls.partitions),
+            replication_factor=_env_int("FLYTE_STATE_REPLICATION_FACTOR", cls.replication_factor),
+            create_topics=_env_bool("FLYTE_STATE_CREATE_TOPICS", cls.create_topics),
+            store=_env("FLYTE_STATE_STORE", cls.store),
+            state_dir=Path(_env("FLYTE_STATE_DIR", str(cls.state_dir))),
+            max_event_bytes=_env_int("FLYTE_STATE_MAX_EVENT_BYTES", cls.max_event_bytes),
+            max_record_bytes=_env_int("FLYTE_STATE_MAX_RECORD_BYTES", cls.max_record_bytes),
+            log_level=_env("FLYTE_STATE_LOG_LEVEL", cls.log_level).upper(),
+        )
+        settings.validate()
+        return settings
+
+    def replace(self, **changes) -> "Settings":
+        updated = dataclasses.replace(self, **changes)
+        updated.validate()
+        return updated
+
+    def with_topic_prefix(self, prefix: str) -> "Settings":
+        """Return settings whose topic names and app id all start with ``prefix``; used to isolate tests."""
+        topics = Topics(**{name: f"{prefix}{value}" for name, value in dataclasses.asdict(self.topics).items() if value})
+        return self.replace(topics=topics, app_id=f"{prefix}{self.app_id}")
+
+    def validate(self) -> None:
+        if not self.bootstrap_servers.strip():
+            raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is empty: set it to host:port[,host:port...]")
+        for server in self.bootstrap_servers.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(
+                    f"invalid bootstrap server {server.strip()!r} in KAFKA_BOOTSTRAP_SERVERS: expected host:port"
+                )
+        if self.store not in {"memory", "rocksdb"}:
+            raise ConfigError(f"FLYTE_STATE_STORE={self.store!r} is not supported: use memory or rocksdb")
+        if self.max_event_bytes > self.max_record_bytes:
+            raise ConfigError(
+                f"FLYTE_STATE_MAX_EVENT_BYTES ({self.max_event_bytes}) exceeds FLYTE_STATE_MAX_RECORD_BYTES "
+                f"({self.max_record_bytes}): oversized events could not be dead-lettered"
+            )
+        names = [*self.topics.inputs, *self.topics.states, self.topics.dead_letter, self.repartition_topic]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"topic names must differ from each other, got {names}")

@@ -1,0 +1,132 @@
+"""Creation and checking of the processor's topics with confluent-kafka's AdminClient."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from processor.config import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+ADMIN_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str]
+
+    @property
+    def compacted(self) -> bool:
+        return "compact" in self.config.get("cleanup.policy", "")
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Return every topic the worker needs, with the settings it creates them with."""
+    partitions = settings.partitions
+    replication = settings.replication_factor
+    topics = settings.topics
+
+    input_config = {"cleanup.policy": "delete"}
+    state_config = {
+        "cleanup.policy": "compact",
+        # Keep tombstones long enough for consumers that are a day behind.
+        "delete.retention.ms": str(24 * 3600 * 1000),
+    }
+    dead_letter_config = {
+        "cleanup.policy": "delete",
+        "retention.ms": str(14 * 24 * 3600 * 1000),
+        "max.message.bytes": str(settings.max_record_bytes),
+    }
+
+    specs = [TopicSpec(name, partitions, replication, dict(input_config)) for name in topics.inputs]
+    specs.append(TopicSpec(settings.repartition_topic, partitions, replication, dict(input_config)))
+    specs.extend(TopicSpec(name, partitions, replication, dict(state_config)) for name in topics.states)
+    specs.append(TopicSpec(topics.dead_letter, partitions, replication, dead_letter_config))
+    return specs
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    from processor.kafka_clients import client_config
+
+    return AdminClient(client_config(settings))
+
+
+def ensure_topics(settings: Settings, admin: AdminClient | None = None) -> None:
+    """Create missing topics and check existing ones; raise ConfigError when one does not fit."""
+    admin = admin or admin_client(settings)
+    specs = topic_specs(settings)
+
+    try:
+        metadata = admin.list_topics(timeout=ADMIN_TIMEOUT_SECONDS)
+    except KafkaException as error:
+        raise ConfigError(
+            f"cannot read topic metadata from {settings.bootstrap_servers}: {error}. "
+            "Check KAFKA_BOOTSTRAP_SERVERS and that the broker is running."
+        ) from None
+
+    missing = [spec for spec in specs if spec.name not in metadata.topics]
+    if missing and not settings.create_topics:
+        names = ", ".join(spec.name for spec in missing)
+        raise ConfigError(
+            f"topics missing on {settings.bootstrap_servers}: {names}. Create them with "
+            f"{settings.partitions} partitions, or set FLYTE_STATE_CREATE_TOPICS=true."
+        )
+
+    if missing:
+        _create(admin, missing)
+
+    existing = [spec for spec in specs if spec not in missing]
+    _check_partitions(settings, existing, metadata)
+    _check_compaction(admin, [spec for spec in existing if spec.compacted])
+
+
+def _create(admin: AdminClient, specs: list[TopicSpec]) -> None:
+    new_topics = [
+        NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=spec.replication_factor, config=spec.config)
+        for spec in specs
+    ]
+    futures = admin.create_topics(new_topics, operation_timeout=ADMIN_TIMEOUT_SECONDS)
+    for name, future in futures.items():
+        try:
+            future.result()
+            log.info("created topic %s", name)
+        except KafkaException as error:
+            # Another worker may have created it since the metadata was read.
+            if error.args[0].name() == "TOPIC_ALREADY_EXISTS":
+                log.info("topic %s was created concurrently", name)
+                continue
+            raise ConfigError(f"cannot create topic {name}: {error.args[0].str()}") from None
+
+
+def _check_partitions(settings: Settings, specs: list[TopicSpec], metadata) -> None:
+    for spec in specs:
+        actual = len(metadata.topics[spec.name].partitions)
+        if actual != spec.partitions:
+            raise ConfigError(
+                f"topic {spec.name} has {actual} partitions but the processor expects {spec.partitions}: "
+                f"set FLYTE_STATE_PARTITIONS={actual} if every processor topic has {actual} partitions, "
+                "or recreate the topic"
+            )
+
+
+def _check_compaction(admin: AdminClient, specs: list[TopicSpec]) -> None:
+    if not specs:
+        return
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, spec.name) for spec in specs]
+    futures = admin.describe_configs(resources, request_timeout=ADMIN_TIMEOUT_SECONDS)
+    for resource, future in futures.items():
+        config = future.result()
+        policy = config["cleanup.policy"].value if "cleanup.policy" in config else ""
+        if "compact" not in policy:
+            raise ConfigError(
+                f"state topic {resource.name} has cleanup.policy={policy!r}; it must be compacted: "
+                f"run kafka-configs --alter --entity-type topics --entity-name {resource.name} "
+                "--add-config cleanup.policy=compact"
+            )
