@@ -1,0 +1,128 @@
+"""The ``flyte-state`` command: worker, publish, state and demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from processor.config import ConfigError, Settings
+
+log = logging.getLogger("flyte_state")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    if getattr(args, "bootstrap_servers", None):
+        settings = settings.replace(bootstrap_servers=args.bootstrap_servers)
+    return settings
+
+
+def command_worker(args: argparse.Namespace) -> int:
+    from processor.topics import ensure_topics
+    from topologies.execution_state import run_worker
+
+    settings = _settings(args)
+    if args.store:
+        settings = settings.replace(store=args.store)
+    ensure_topics(settings)
+    return run_worker(settings)
+
+
+def command_publish(args: argparse.Namespace) -> int:
+    from processor.publisher import EventPublisher
+    from processor.topics import ensure_topics
+
+    settings = _settings(args)
+    ensure_topics(settings)
+    report = EventPublisher(settings).publish_files(args.files)
+    print(f"published {report.published} events to {settings.bootstrap_servers}", file=sys.stderr)
+    if report.bad_lines:
+        print(f"skipped {len(report.bad_lines)} bad lines:", file=sys.stderr)
+        for line in report.bad_lines:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def command_state(args: argparse.Namespace) -> int:
+    from processor import render
+    from processor.state_reader import StateReader
+
+    settings = _settings(args)
+    with StateReader(settings) as reader:
+        records = reader.read_all(timeout_seconds=args.timeout)
+
+    if args.json:
+        for line in render.json_lines(records):
+            print(line)
+        return 0
+    if args.execution:
+        text = render.render_execution(records, args.execution)
+        print(text)
+        return 0 if not text.endswith("not found in the state topics") else 1
+    print(render.render_overview(records))
+    return 0
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    from processor.demo import run_demo
+
+    return run_demo(_settings(args), streams_dir=args.streams, timeout_seconds=args.timeout)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flyte-state",
+        description="Fold Flyte execution events from Kafka into compacted execution-state topics.",
+    )
+    parser.add_argument(
+        "--bootstrap-servers",
+        help="Kafka bootstrap servers, host:port[,host:port]; overrides KAFKA_BOOTSTRAP_SERVERS",
+    )
+    parser.add_argument("--log-level", default=None, help="log level: DEBUG, INFO, WARNING or ERROR (default INFO)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    worker = commands.add_parser("worker", help="run the processor until SIGTERM")
+    worker.add_argument("--store", choices=["memory", "rocksdb"], help="table store; overrides FLYTE_STATE_STORE")
+    worker.set_defaults(handler=command_worker)
+
+    publish = commands.add_parser("publish", help="produce JSON Lines stream files to the input topics")
+    publish.add_argument("files", nargs="+", help="stream files; - reads standard input")
+    publish.set_defaults(handler=command_publish)
+
+    state = commands.add_parser("state", help="print the current state read from the state topics")
+    state.add_argument("execution", nargs="?", help="execution key [org/]project:domain:name to show in detail")
+    state.add_argument("--json", action="store_true", help="print one JSON object per state record")
+    state.add_argument("--timeout", type=float, default=30.0, help="seconds to read before printing (default 30)")
+    state.set_defaults(handler=command_state)
+
+    demo = commands.add_parser("demo", help="run a worker, publish sample streams and print their final state")
+    demo.add_argument("--streams", type=Path, help="folder of *.jsonl streams (default ../shared/streams, else examples/streams)")
+    demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the final state (default 180)")
+    demo.set_defaults(handler=command_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = (args.log_level or Settings.log_level).upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level:
+        import os
+
+        os.environ["FLYTE_STATE_LOG_LEVEL"] = level
+    try:
+        return args.handler(args)
+    except ConfigError as error:
+        log.error("%s", error)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The ``demo`` command: run a worker, publish sample streams, wait for their final state and print it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from processor import expectations, render
+from processor.config import Settings
+from processor.publisher import EventPublisher
+from processor.state_reader import StateReader
+from processor.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+WORKER_STOP_TIMEOUT_SECONDS = 30
+
+
+def default_streams_dir() -> Path:
+    """Return ../shared/streams beside the repository when present, else the copies under examples/."""
+    shared = REPO_ROOT.parent / "shared" / "streams"
+    return shared if shared.is_dir() else REPO_ROOT / "examples" / "streams"
+
+
+def load_expected(stream_files: list[Path]) -> dict:
+    """Merge the facts of every stream's *.expect.json into one expectation."""
+    merged: dict = {}
+    for stream in stream_files:
+        expect_path = stream.with_suffix(".expect.json")
+        if not expect_path.exists():
+            continue
+        for kind, entries in expectations.load(expect_path).items():
+            merged.setdefault(kind, {}).update(entries)
+    return merged
+
+
+def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers)
+    log_file = log_path.open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "processor.cli", "worker"],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT,
+    )
+
+
+def stop_worker(worker: subprocess.Popen) -> int:
+    if worker.poll() is not None:
+        return worker.returncode
+    worker.send_signal(signal.SIGTERM)
+    try:
+        return worker.wait(WORKER_STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        log.warning("worker did not stop within %d s of SIGTERM; killing it", WORKER_STOP_TIMEOUT_SECONDS)
+        worker.kill()
+        return worker.wait()
+
+
+def run_demo(settings: Settings, streams_dir: Path | None, timeout_seconds: float) -> int:
+    streams_dir = streams_dir or default_streams_dir()
+    stream_files = sorted(streams_dir.glob("*.jsonl"))
+    if not stream_files:
+        log.error("no *.jsonl stream files in %s; pass --streams DIR", streams_dir)
+        return 2
+
+    ensure_topics(settings)
+    log_path = Path(tempfile.gettempdir()) / f"flyte-state-demo-worker-{os.getpid()}.log"
+    print(f"starting the worker against {settings.bootstrap_servers} (log: {log_path})", flush=True)
+    worker = start_worker(settings, log_path)
+    try:
+        report = EventPublisher(settings).publish_files([str(path) for path in stream_files])
+        print(f"published {report.published} events from {len(stream_files)} files in {streams_dir}", flush=True)
+
+        expected = load_expected(stream_files)
+        with StateReader(settings) as reader:
+            settled = reader.wait_until(lambda records: not expectations.check(expected, records), timeout_seconds)
+            records = reader.records
+
+        print()
+        print(render.render_overview(records))
+        for key in sorted(records_for(expected)):
+            print()
+            print(render.render_execution(records, key))
+
+        failures = expectations.check(expected, records)
+        print()
+        if worker.poll() is not None:
+            print(f"the worker exited early with code {worker.returncode}; see {log_path}", flush=True)
+        if failures:
+            print(f"{len(failures)} expected facts do not hold after {timeout_seconds:.0f} s:")
+            for failure in failures:
+                print(f"  {failure}")
+            return 1
+        facts = sum(len(facts) for entries in expected.values() for facts in entries.values())
+        print(f"all {facts} expected facts hold" + ("" if settled else " (late)"))
+        return 0
+    finally:
+        exit_code = stop_worker(worker)
+        print(f"worker stopped with exit code {exit_code}", flush=True)
+
+
+def records_for(expected: dict) -> set[str]:
+    return set(expected.get("workflow", {}))

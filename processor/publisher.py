@@ -1,0 +1,78 @@
+"""Publishing of stream files to the input topics as binary protobuf, keyed by execution id."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from confluent_kafka import KafkaError, Producer
+
+from processor.config import Settings
+from processor.events import ExecutionEvent
+from processor.kafka_clients import producer_config
+from processor.streamfile import StreamFileError, read_stream_lenient
+
+log = logging.getLogger(__name__)
+
+
+class PublishError(RuntimeError):
+    """The broker did not acknowledge every record."""
+
+
+@dataclass
+class PublishReport:
+    published: int = 0
+    bad_lines: list[str] = field(default_factory=list)
+    delivery_errors: list[str] = field(default_factory=list)
+
+
+class EventPublisher:
+    """Produce events with the murmur2 partitioner, so each lands on its execution's partition."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.producer = Producer(producer_config(settings))
+        self.report = PublishReport()
+
+    def _on_delivery(self, error: KafkaError | None, message) -> None:
+        if error is not None:
+            self.report.delivery_errors.append(f"{message.topic()}: {error.str()}")
+
+    def publish_event(self, event: ExecutionEvent) -> None:
+        topic = self.settings.topics.input_topic(event.kind)
+        value = event.message.SerializeToString()
+        while True:
+            try:
+                self.producer.produce(topic, key=event.execution_key.encode(), value=value, on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                # The local queue is full: serve delivery reports to make room.
+                self.producer.poll(0.1)
+        self.producer.poll(0)
+        self.report.published += 1
+
+    def publish_files(self, paths: Iterable[str]) -> PublishReport:
+        """Publish every valid line of every file; bad lines are logged with file and line, and skipped."""
+        for path in paths:
+            for item in read_stream_lenient(path):
+                if isinstance(item, StreamFileError):
+                    self.report.bad_lines.append(str(item))
+                    log.error("skipped bad line: %s", item)
+                    continue
+                self.publish_event(item.event)
+        self.flush()
+        return self.report
+
+    def flush(self, timeout_seconds: float = 60.0) -> None:
+        remaining = self.producer.flush(timeout_seconds)
+        if remaining:
+            raise PublishError(
+                f"{remaining} records were not acknowledged by {self.settings.bootstrap_servers} "
+                f"within {timeout_seconds:.0f} s"
+            )
+        if self.report.delivery_errors:
+            raise PublishError(
+                f"{len(self.report.delivery_errors)} records failed: {self.report.delivery_errors[0]}"
+            )
+

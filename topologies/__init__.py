@@ -1,0 +1,1 @@
+"""faust wiring of the processor: topics -> agent -> tables -> state topics."""

@@ -1,0 +1,244 @@
+"""faust wiring: input topics -> one agent -> state tables -> state topics.
+
+Everything the agent decides comes from processor/ (routing and fold); this
+module only moves records between Kafka and those functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import faust
+
+from processor import metrics
+from processor.config import Settings
+from processor.events import DeadLetterReason
+from processor.fold.execution import ExecutionFolder, RecordKind
+from processor.routing import DeadLetter, FoldHere, InputRecord, RecordRouter, Repartition, dead_letter_headers
+from topologies.table_store import TableStateStore
+
+log = logging.getLogger(__name__)
+
+TABLE_NAMES = {
+    RecordKind.WORKFLOW: "workflow-executions",
+    RecordKind.NODE: "node-executions",
+    RecordKind.TASK: "task-executions",
+    RecordKind.SUMMARY: "execution-summaries",
+}
+
+# Exit code of a worker that stops itself because Kafka refused a record it
+# must publish; the event is not acknowledged, so a restart folds it again.
+EXIT_PUBLISH_FAILED = 70
+
+
+def build_app(settings: Settings) -> faust.App:
+    store = "memory://" if settings.store == "memory" else "rocksdict://"
+    return faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
+        store=store,
+        datadir=str(settings.state_dir),
+        autodiscover=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_seconds / 4),
+        producer_acks=-1,
+        producer_max_request_size=settings.max_record_bytes,
+        web_enabled=False,
+    )
+
+
+class _LogLimiter:
+    """Allow at most ``per_minute`` log lines per reason and count the rest."""
+
+    def __init__(self, per_minute: int = 60) -> None:
+        self.per_minute = per_minute
+        self.window_start = time.monotonic()
+        self.counts: dict[str, int] = {}
+
+    def allow(self, reason: str) -> bool:
+        now = time.monotonic()
+        if now - self.window_start >= 60:
+            suppressed = {name: count - self.per_minute for name, count in self.counts.items() if count > self.per_minute}
+            if suppressed:
+                log.warning("suppressed dead-letter log lines in the last minute: %s", suppressed)
+            self.window_start = now
+            self.counts = {}
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        return self.counts[reason] <= self.per_minute
+
+
+@dataclass
+class ExecutionStateTopology:
+    """The faust app of the worker with its topics, tables and agent."""
+
+    settings: Settings
+    app: faust.App
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        app = self.app
+        topics = settings.topics
+
+        self.input_topic = app.topic(
+            *topics.inputs,
+            settings.repartition_topic,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.repartition_topic = app.topic(
+            settings.repartition_topic, key_serializer="raw", value_serializer="raw"
+        )
+        self.dead_letter_topic = app.topic(topics.dead_letter, key_serializer="raw", value_serializer="raw")
+        self.state_topics = {
+            RecordKind.WORKFLOW: app.topic(topics.workflow_state, key_serializer="raw", value_serializer="raw"),
+            RecordKind.NODE: app.topic(topics.node_state, key_serializer="raw", value_serializer="raw"),
+            RecordKind.TASK: app.topic(topics.task_state, key_serializer="raw", value_serializer="raw"),
+            RecordKind.SUMMARY: app.topic(topics.summary_state, key_serializer="raw", value_serializer="raw"),
+        }
+
+        # key_type/value_type bytes give the tables the raw codec, which their
+        # changelog recovery needs; the values are serialized state messages.
+        self.tables = {
+            kind: app.Table(name, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+            for kind, name in TABLE_NAMES.items()
+        }
+
+        self.router = RecordRouter(settings)
+        self.folder = ExecutionFolder(TableStateStore(self.tables))
+        self.log_limiter = _LogLimiter()
+
+        # One agent instance: with concurrency above 1 faust can commit the
+        # offset of an event whose fold has not finished.
+        app.agent(self.input_topic, name="fold-execution-events", concurrency=1)(self._consume)
+
+    async def _consume(self, stream) -> None:
+        async for event in stream.events():
+            message = event.message
+            record = InputRecord(
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                key=message.key,
+                value=message.value,
+                headers=list(message.headers or ()),
+            )
+            try:
+                await self.handle(record)
+            except Exception:
+                # A failed publish leaves state topics behind the tables. Exit
+                # without acknowledging the event so that a restart folds it
+                # again; an exception raised here would ack and skip it.
+                log.critical(
+                    "cannot publish results of %s[%d]@%d; stopping the worker without committing",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    exc_info=True,
+                )
+                logging.shutdown()
+                os._exit(EXIT_PUBLISH_FAILED)
+
+    async def handle(self, record: InputRecord) -> None:
+        """Route one record and carry out the decision: fold, forward or dead-letter."""
+        metrics.EVENTS_CONSUMED.labels(topic=record.topic).inc()
+        route = self.router.route(record)
+
+        if isinstance(route, DeadLetter):
+            await self.dead_letter(record, route.reason, route.detail)
+            return
+
+        if isinstance(route, Repartition):
+            await self.repartition_topic.send(key=route.key, value=record.value, headers=route.headers)
+            metrics.EVENTS_REPARTITIONED.labels(topic=record.topic).inc()
+            log.debug(
+                "forwarded %s event of %s from %s[%d]@%d to %s",
+                route.event.kind.value,
+                route.event.execution_key,
+                record.topic,
+                record.partition,
+                record.offset,
+                self.settings.repartition_topic,
+            )
+            return
+
+        assert isinstance(route, FoldHere)
+        await self.fold(record, route)
+
+    async def fold(self, record: InputRecord, route: FoldHere) -> None:
+        event = route.event
+        try:
+            result = self.folder.fold(event)
+        except Exception as error:
+            log.exception(
+                "fold failed for %s event of %s at %s[%d]@%d",
+                event.kind.value,
+                event.execution_key,
+                record.topic,
+                record.partition,
+                record.offset,
+            )
+            await self.dead_letter(record, DeadLetterReason.FOLD_FAILED, f"{type(error).__name__}: {error}")
+            return
+
+        metrics.EVENTS_FOLDED.labels(kind=event.kind.value, outcome=result.outcome.value).inc()
+        if result.outcome.value != "applied":
+            log.debug(
+                "rejected %s event of %s (%s) at %s[%d]@%d: %s %s",
+                event.kind.value,
+                event.execution_key,
+                event.entity_key,
+                record.topic,
+                record.partition,
+                record.offset,
+                result.outcome.value,
+                result.detail,
+            )
+
+        for change in result.changes:
+            await self.state_topics[change.kind].send(
+                key=change.key.encode(), value=change.state.SerializeToString()
+            )
+            metrics.STATE_RECORDS_PUBLISHED.labels(kind=change.kind.value).inc()
+
+    async def dead_letter(self, record: InputRecord, reason: DeadLetterReason, detail: str) -> None:
+        headers = dead_letter_headers(record, reason, detail)
+        await self.dead_letter_topic.send(key=record.key, value=record.value, headers=headers)
+        metrics.DEAD_LETTERS.labels(reason=reason.value).inc()
+        if self.log_limiter.allow(reason.value):
+            log.warning(
+                "dead-lettered record of %s[%d]@%d to %s: %s: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                self.settings.topics.dead_letter,
+                reason.value,
+                detail,
+            )
+
+
+def build_topology(settings: Settings) -> ExecutionStateTopology:
+    return ExecutionStateTopology(settings=settings, app=build_app(settings))
+
+
+def run_worker(settings: Settings) -> int:
+    """Run the worker until SIGTERM or SIGINT; return faust's exit code."""
+    topology = build_topology(settings)
+    worker = faust.Worker(topology.app, loglevel=settings.log_level, quiet=True)
+    log.info(
+        "starting worker %s on %s: inputs %s, state store %s",
+        settings.app_id,
+        settings.bootstrap_servers,
+        ", ".join(settings.topics.inputs),
+        settings.store,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0

@@ -1,0 +1,31 @@
+"""A StateStore over faust tables that hold serialized state messages."""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+from google.protobuf.message import Message
+
+from processor.fold.execution import RecordKind
+
+
+class TableStateStore:
+    """Read and write records in faust tables keyed and valued by bytes.
+
+    Writes must happen inside the agent that handles the event, because faust
+    sends each table change to the changelog partition of the current event.
+    """
+
+    def __init__(self, tables: Mapping[RecordKind, object]) -> None:
+        self.tables = tables
+
+    def get(self, kind: RecordKind, key: str) -> Optional[Message]:
+        raw = self.tables[kind].get(key.encode())
+        if raw is None:
+            return None
+        state = kind.message_class()
+        state.ParseFromString(raw)
+        return state
+
+    def put(self, kind: RecordKind, key: str, state: Message) -> None:
+        self.tables[kind][key.encode()] = state.SerializeToString()
