@@ -162,6 +162,31 @@ class Settings:
         topics = Topics(**{name: f"{prefix}{value}" for name, value in dataclasses.asdict(self.topics).items() if value})
         return self.replace(topics=topics, app_id=f"{prefix}{self.app_id}")
 
+    def to_env(self) -> dict[str, str]:
+        """Return the environment variables that make ``from_env`` rebuild these settings."""
+        topics = self.topics
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "FLYTE_STATE_APP_ID": self.app_id,
+            "FLYTE_STATE_TOPIC_WORKFLOW_EVENTS": topics.workflow_events,
+            "FLYTE_STATE_TOPIC_NODE_EVENTS": topics.node_events,
+            "FLYTE_STATE_TOPIC_TASK_EVENTS": topics.task_events,
+            "FLYTE_STATE_TOPIC_WORKFLOW_STATE": topics.workflow_state,
+            "FLYTE_STATE_TOPIC_NODE_STATE": topics.node_state,
+            "FLYTE_STATE_TOPIC_TASK_STATE": topics.task_state,
+            "FLYTE_STATE_TOPIC_SUMMARY_STATE": topics.summary_state,
+            "FLYTE_STATE_TOPIC_DEAD_LETTER": topics.dead_letter,
+            "FLYTE_STATE_TOPIC_REPARTITION": self.repartition_topic,
+            "FLYTE_STATE_PARTITIONS": str(self.partitions),
+            "FLYTE_STATE_REPLICATION_FACTOR": str(self.replication_factor),
+            "FLYTE_STATE_CREATE_TOPICS": "true" if self.create_topics else "false",
+            "FLYTE_STATE_STORE": self.store,
+            "FLYTE_STATE_DIR": str(self.state_dir),
+            "FLYTE_STATE_MAX_EVENT_BYTES": str(self.max_event_bytes),
+            "FLYTE_STATE_MAX_RECORD_BYTES": str(self.max_record_bytes),
+            "FLYTE_STATE_LOG_LEVEL": self.log_level,
+        }
+
     def validate(self) -> None:
         if not self.bootstrap_servers.strip():
             raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is empty: set it to host:port[,host:port...]")

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -15,12 +12,11 @@ from processor.config import Settings
 from processor.publisher import EventPublisher
 from processor.state_reader import StateReader
 from processor.topics import ensure_topics
+from processor.worker_process import WorkerProcess
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-WORKER_STOP_TIMEOUT_SECONDS = 30
 
 
 def default_streams_dir() -> Path:
@@ -41,30 +37,6 @@ def load_expected(stream_files: list[Path]) -> dict:
     return merged
 
 
-def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
-    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers)
-    log_file = log_path.open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "processor.cli", "worker"],
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        cwd=REPO_ROOT,
-    )
-
-
-def stop_worker(worker: subprocess.Popen) -> int:
-    if worker.poll() is not None:
-        return worker.returncode
-    worker.send_signal(signal.SIGTERM)
-    try:
-        return worker.wait(WORKER_STOP_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        log.warning("worker did not stop within %d s of SIGTERM; killing it", WORKER_STOP_TIMEOUT_SECONDS)
-        worker.kill()
-        return worker.wait()
-
-
 def run_demo(settings: Settings, streams_dir: Path | None, timeout_seconds: float) -> int:
     streams_dir = streams_dir or default_streams_dir()
     stream_files = sorted(streams_dir.glob("*.jsonl"))
@@ -75,7 +47,7 @@ def run_demo(settings: Settings, streams_dir: Path | None, timeout_seconds: floa
     ensure_topics(settings)
     log_path = Path(tempfile.gettempdir()) / f"flyte-state-demo-worker-{os.getpid()}.log"
     print(f"starting the worker against {settings.bootstrap_servers} (log: {log_path})", flush=True)
-    worker = start_worker(settings, log_path)
+    worker = WorkerProcess(settings, log_path).start()
     try:
         report = EventPublisher(settings).publish_files([str(path) for path in stream_files])
         print(f"published {report.published} events from {len(stream_files)} files in {streams_dir}", flush=True)
@@ -93,8 +65,8 @@ def run_demo(settings: Settings, streams_dir: Path | None, timeout_seconds: floa
 
         failures = expectations.check(expected, records)
         print()
-        if worker.poll() is not None:
-            print(f"the worker exited early with code {worker.returncode}; see {log_path}", flush=True)
+        if worker.exit_code() is not None:
+            print(f"the worker exited early with code {worker.exit_code()}; see {log_path}", flush=True)
         if failures:
             print(f"{len(failures)} expected facts do not hold after {timeout_seconds:.0f} s:")
             for failure in failures:
@@ -104,7 +76,7 @@ def run_demo(settings: Settings, streams_dir: Path | None, timeout_seconds: floa
         print(f"all {facts} expected facts hold" + ("" if settled else " (late)"))
         return 0
     finally:
-        exit_code = stop_worker(worker)
+        exit_code = worker.stop()
         print(f"worker stopped with exit code {exit_code}", flush=True)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
@@ -79,23 +80,30 @@ def ensure_topics(settings: Settings, admin: AdminClient | None = None) -> None:
             f"{settings.partitions} partitions, or set FLYTE_STATE_CREATE_TOPICS=true."
         )
 
+    created: set[str] = set()
     if missing:
-        _create(admin, missing)
+        created = _create(admin, missing)
+        metadata = _wait_for_topics(admin, [spec.name for spec in missing])
 
-    existing = [spec for spec in specs if spec not in missing]
+    # Topics that existed before, or that another client created meanwhile,
+    # may have settings of their own.
+    existing = [spec for spec in specs if spec.name not in created]
     _check_partitions(settings, existing, metadata)
     _check_compaction(admin, [spec for spec in existing if spec.compacted])
 
 
-def _create(admin: AdminClient, specs: list[TopicSpec]) -> None:
+def _create(admin: AdminClient, specs: list[TopicSpec]) -> set[str]:
+    """Create the topics; return the names this call created (not those that appeared meanwhile)."""
     new_topics = [
         NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=spec.replication_factor, config=spec.config)
         for spec in specs
     ]
     futures = admin.create_topics(new_topics, operation_timeout=ADMIN_TIMEOUT_SECONDS)
+    created = set()
     for name, future in futures.items():
         try:
             future.result()
+            created.add(name)
             log.info("created topic %s", name)
         except KafkaException as error:
             # Another worker may have created it since the metadata was read.
@@ -103,6 +111,24 @@ def _create(admin: AdminClient, specs: list[TopicSpec]) -> None:
                 log.info("topic %s was created concurrently", name)
                 continue
             raise ConfigError(f"cannot create topic {name}: {error.args[0].str()}") from None
+    return created
+
+
+def _wait_for_topics(admin: AdminClient, names: list[str]):
+    """Return metadata once every topic in ``names`` shows in it with its partitions.
+
+    A topic the controller created reaches the broker's metadata cache a little
+    later; clients that subscribe before then see no partitions.
+    """
+    deadline = time.monotonic() + ADMIN_TIMEOUT_SECONDS
+    while True:
+        metadata = admin.list_topics(timeout=ADMIN_TIMEOUT_SECONDS)
+        pending = [name for name in names if name not in metadata.topics or not metadata.topics[name].partitions]
+        if not pending:
+            return metadata
+        if time.monotonic() >= deadline:
+            raise ConfigError(f"topics {', '.join(pending)} were created but did not appear in the metadata within {ADMIN_TIMEOUT_SECONDS:.0f} s")
+        time.sleep(0.1)
 
 
 def _check_partitions(settings: Settings, specs: list[TopicSpec], metadata) -> None:

@@ -1,0 +1,51 @@
+"""Helpers of the integration tests: waiting for state and reading the dead-letter topic."""
+
+from __future__ import annotations
+
+import uuid
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from processor import expectations
+from processor.config import Settings
+from processor.kafka_clients import reader_config
+from processor.state_reader import StateReader
+from processor.worker_process import WorkerProcess
+
+STATE_TIMEOUT_SECONDS = 120
+
+
+def wait_for_facts(settings: Settings, expected: dict, worker: WorkerProcess) -> list[str]:
+    """Follow the state topics until every expected fact holds; return the facts that still fail."""
+    with StateReader(settings) as reader:
+        reader.wait_until(lambda records: not expectations.check(expected, records), STATE_TIMEOUT_SECONDS)
+        failures = expectations.check(expected, reader.records)
+    if failures and worker.exit_code() is not None:
+        failures.append(f"worker exited with {worker.exit_code()}:\n{worker.log_tail()}")
+    return failures
+
+
+def read_topic(settings: Settings, topic: str, minimum: int, timeout_seconds: float = 60.0) -> list:
+    """Read a topic from the beginning until at least ``minimum`` records arrived or the timeout passes."""
+    consumer = Consumer(reader_config(settings, group_id=f"test-reader-{uuid.uuid4()}"))
+    try:
+        metadata = consumer.list_topics(topic, timeout=30)
+        partitions = metadata.topics[topic].partitions
+        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in partitions])
+
+        records = []
+        import time
+
+        deadline = time.monotonic() + timeout_seconds
+        while len(records) < minimum and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error() is not None:
+                if message.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise RuntimeError(message.error().str())
+            records.append(message)
+        return records
+    finally:
+        consumer.close()

@@ -1,0 +1,49 @@
+"""The publish command against the real broker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT, stream_files
+
+pytestmark = pytest.mark.integration
+
+
+def test_publish_reports_bad_line(module_settings, tmp_path):
+    good_lines = stream_files()[0].read_text().splitlines()[:2]
+    stream = tmp_path / "mixed.jsonl"
+    stream.write_text("\n".join([good_lines[0], '{"kind": "node", "event": {"phase": "NOT_A_PHASE"}}', good_lines[1]]) + "\n")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "processor.cli", "publish", str(stream)],
+        env={**os.environ, **module_settings.to_env()},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 1
+    assert f"{stream}:2:" in result.stderr
+    assert "published 2 events" in result.stderr
+
+
+def test_publish_reads_stdin(module_settings):
+    stream = stream_files()[0]
+
+    result = subprocess.run(
+        [sys.executable, "-m", "processor.cli", "publish", "-"],
+        env={**os.environ, **module_settings.to_env()},
+        cwd=REPO_ROOT,
+        input=stream.read_text(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert f"published {len(stream.read_text().splitlines())} events" in result.stderr

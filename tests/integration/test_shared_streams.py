@@ -1,0 +1,68 @@
+"""The worker folds each shared stream, published to the real broker, into its expected state."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT, stream_files
+from helpers import wait_for_facts
+from processor import expectations
+from processor.publisher import EventPublisher
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("stream", stream_files(), ids=lambda path: path.stem)
+def test_stream_reaches_expected_state(stream, module_settings, module_worker):
+    report = EventPublisher(module_settings).publish_files([str(stream)])
+    assert report.bad_lines == []
+
+    expected = expectations.load(stream.with_suffix(".expect.json"))
+    failures = wait_for_facts(module_settings, expected, module_worker)
+
+    assert failures == []
+
+
+def test_state_json_lists_every_kind(module_settings, module_worker):
+    stream = stream_files()[0]
+    EventPublisher(module_settings).publish_files([str(stream)])
+    wait_for_facts(module_settings, expectations.load(stream.with_suffix(".expect.json")), module_worker)
+
+    output = subprocess.run(
+        [sys.executable, "-m", "processor.cli", "state", "--json", "--timeout", "10"],
+        env={**os.environ, **module_settings.to_env()},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    documents = [json.loads(line) for line in output.splitlines()]
+    kinds = {document["kind"] for document in documents}
+
+    assert kinds == {"workflow", "node", "task", "summary"}
+    assert all(set(document) == {"kind", "key", "state"} for document in documents)
+
+
+def test_state_shows_one_execution(module_settings, module_worker):
+    stream = stream_files()[0]
+    expected = expectations.load(stream.with_suffix(".expect.json"))
+    EventPublisher(module_settings).publish_files([str(stream)])
+    wait_for_facts(module_settings, expected, module_worker)
+    execution_key = next(iter(expected["workflow"]))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "processor.cli", "state", execution_key, "--timeout", "10"],
+        env={**os.environ, **module_settings.to_env()},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert f"execution {execution_key}" in result.stdout
+    assert "NODE / TASK" in result.stdout

@@ -1,0 +1,96 @@
+"""Topic creation and the errors for topics that do not fit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from conftest import REPO_ROOT, isolated_settings
+from processor.config import ConfigError
+from processor.topics import ensure_topics, topic_specs
+
+pytestmark = pytest.mark.integration
+
+
+def _admin(settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+
+
+def test_state_topics_created_compacted(kafka_bootstrap, tmp_path):
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    ensure_topics(settings)
+
+    admin = _admin(settings)
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in settings.topics.states]
+    configs = {resource.name: future.result() for resource, future in admin.describe_configs(resources).items()}
+
+    for name in settings.topics.states:
+        assert configs[name]["cleanup.policy"].value == "compact", name
+
+
+def test_every_topic_has_configured_partitions(kafka_bootstrap, tmp_path):
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    ensure_topics(settings)
+
+    metadata = _admin(settings).list_topics(timeout=30)
+
+    for spec in topic_specs(settings):
+        assert len(metadata.topics[spec.name].partitions) == settings.partitions, spec.name
+
+
+def test_partition_mismatch_rejected(kafka_bootstrap, tmp_path):
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    admin = _admin(settings)
+    futures = admin.create_topics([NewTopic(settings.topics.node_events, num_partitions=settings.partitions + 2)])
+    futures[settings.topics.node_events].result()
+
+    with pytest.raises(ConfigError) as raised:
+        ensure_topics(settings)
+
+    assert settings.topics.node_events in str(raised.value)
+    assert "FLYTE_STATE_PARTITIONS" in str(raised.value)
+
+
+def test_uncompacted_state_topic_rejected(kafka_bootstrap, tmp_path):
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    admin = _admin(settings)
+    topic = settings.topics.workflow_state
+    admin.create_topics([NewTopic(topic, num_partitions=settings.partitions, config={"cleanup.policy": "delete"})])[
+        topic
+    ].result()
+
+    with pytest.raises(ConfigError) as raised:
+        ensure_topics(settings)
+
+    assert "cleanup.policy" in str(raised.value)
+
+
+def test_missing_topics_without_creation(kafka_bootstrap, tmp_path):
+    settings = isolated_settings(kafka_bootstrap, tmp_path).replace(create_topics=False)
+
+    with pytest.raises(ConfigError) as raised:
+        ensure_topics(settings)
+
+    assert "FLYTE_STATE_CREATE_TOPICS" in str(raised.value)
+
+
+def test_worker_exits_on_mismatch(kafka_bootstrap, tmp_path):
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    admin = _admin(settings)
+    admin.create_topics([NewTopic(settings.topics.task_events, num_partitions=1)])[settings.topics.task_events].result()
+
+    result = subprocess.run(
+        [sys.executable, "-m", "processor.cli", "worker"],
+        env={**os.environ, **settings.to_env()},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 2
+    assert "has 1 partitions but the processor expects 3" in result.stderr
