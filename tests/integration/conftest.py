@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -11,28 +9,7 @@ import pytest
 from processor.config import Settings
 from processor.topics import ensure_topics
 from processor.worker_process import WorkerProcess
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_STREAMS = REPO_ROOT.parent / "shared" / "streams"
-EXAMPLE_STREAMS = REPO_ROOT / "examples" / "streams"
-
-# Three partitions, so that a wrong partitioner shows up as a wrong partition.
-TEST_PARTITIONS = 3
-
-
-def streams_dir() -> Path:
-    return SHARED_STREAMS if SHARED_STREAMS.is_dir() else EXAMPLE_STREAMS
-
-
-def stream_files() -> list[Path]:
-    return sorted(streams_dir().glob("*.jsonl"))
-
-
-def isolated_settings(bootstrap: str, state_dir: Path) -> Settings:
-    """Settings whose topics and consumer group no other test uses."""
-    prefix = f"test-{uuid.uuid4().hex[:10]}."
-    base = Settings(bootstrap_servers=bootstrap, partitions=TEST_PARTITIONS, state_dir=state_dir)
-    return base.with_topic_prefix(prefix)
+from support import isolated_settings
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,7 @@ import pytest
 from confluent_kafka import Producer
 from flyteidl.event import event_pb2
 
-from conftest import stream_files
-from helpers import read_topic, wait_for_facts
+from support import read_topic, stream_files, wait_for_facts
 from processor import expectations
 from processor.kafka_clients import producer_config
 from processor.routing import (

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT, stream_files
+from support import REPO_ROOT, stream_files
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,7 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT, stream_files
-from helpers import wait_for_facts
+from support import REPO_ROOT, stream_files, wait_for_facts
 from processor import expectations
 from processor.publisher import EventPublisher
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from conftest import REPO_ROOT, isolated_settings
+from support import REPO_ROOT, isolated_settings
 from processor.config import ConfigError
 from processor.topics import ensure_topics, topic_specs
 

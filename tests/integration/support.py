@@ -1,8 +1,10 @@
-"""Helpers of the integration tests: waiting for state and reading the dead-letter topic."""
+"""Shared helpers of the integration tests: isolated settings, stream files, waiting for state."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
@@ -12,7 +14,29 @@ from processor.kafka_clients import reader_config
 from processor.state_reader import StateReader
 from processor.worker_process import WorkerProcess
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED_STREAMS = REPO_ROOT.parent / "shared" / "streams"
+EXAMPLE_STREAMS = REPO_ROOT / "examples" / "streams"
+
+# Three partitions, so that a wrong partitioner shows up as a wrong partition.
+TEST_PARTITIONS = 3
+
 STATE_TIMEOUT_SECONDS = 120
+
+
+def streams_dir() -> Path:
+    return SHARED_STREAMS if SHARED_STREAMS.is_dir() else EXAMPLE_STREAMS
+
+
+def stream_files() -> list[Path]:
+    return sorted(streams_dir().glob("*.jsonl"))
+
+
+def isolated_settings(bootstrap: str, state_dir: Path) -> Settings:
+    """Settings whose topics and consumer group no other test uses."""
+    prefix = f"test-{uuid.uuid4().hex[:10]}."
+    base = Settings(bootstrap_servers=bootstrap, partitions=TEST_PARTITIONS, state_dir=state_dir)
+    return base.with_topic_prefix(prefix)
 
 
 def wait_for_facts(settings: Settings, expected: dict, worker: WorkerProcess) -> list[str]:
@@ -34,8 +58,6 @@ def read_topic(settings: Settings, topic: str, minimum: int, timeout_seconds: fl
         consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in partitions])
 
         records = []
-        import time
-
         deadline = time.monotonic() + timeout_seconds
         while len(records) < minimum and time.monotonic() < deadline:
             message = consumer.poll(0.5)
