@@ -102,7 +102,7 @@ class Settings:
     create_topics: bool = True
 
     # Table store: "memory" or "rocksdb" (faust's rocksdict store).
-    store: str = "memory"
+    store: str = "rocksdb"
     state_dir: Path = Path("state-data")
 
     # Largest event value the worker folds; larger ones are dead-lettered.

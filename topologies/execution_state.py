@@ -35,7 +35,8 @@ EXIT_PUBLISH_FAILED = 70
 
 
 def build_app(settings: Settings) -> faust.App:
-    store = "memory://" if settings.store == "memory" else "rocksdict://"
+    # faust's rocksdb:// store runs on rocksdict when python-rocksdb is absent.
+    store = "memory://" if settings.store == "memory" else "rocksdb://"
     return faust.App(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
