@@ -12,7 +12,7 @@ SHELL := /bin/bash
 
 VENV := .venv
 VENV_PYTHON := $(VENV)/bin/python
-# Touched after `pip install`; pip runs again when pyproject.toml is newer.
+# Touched after `pip install`. pip runs again when pyproject.toml is newer.
 INSTALL_STAMP := $(VENV)/.installed
 KAFKA_LOCAL := scripts/kafka-local
 
@@ -66,8 +66,8 @@ demo: $(INSTALL_STAMP)
 	echo "Running the demo against $$bootstrap"; \
 	KAFKA_BOOTSTRAP_SERVERS="$$bootstrap" $(VENV)/bin/flyte-state demo
 
-# pytest exits with 5 when it collects no tests; that fails the target like
-# any other pytest failure.
+# pytest exits with 5 when it collects no tests. That fails the target like
+# any other pytest failure, with a message that names the cause.
 test: $(INSTALL_STAMP)
 	@status=0; \
 	$(VENV_PYTHON) -m pytest -v $(PYTEST_ARGS) || status=$$?; \
