@@ -29,3 +29,6 @@ WorkflowExecutionState = state_pb2.WorkflowExecutionState
 NodeExecutionState = state_pb2.NodeExecutionState
 TaskExecutionState = state_pb2.TaskExecutionState
 ExecutionSummary = state_pb2.ExecutionSummary
+LedgerEntry = state_pb2.LedgerEntry
+OwnershipChange = state_pb2.OwnershipChange
+SubtaskSource = state_pb2.SubtaskSource

@@ -31,6 +31,7 @@ DEPENDENCY_MODULES = (
     "flyteidl.core.identifier_pb2",
     "flyteidl.core.catalog_pb2",
     "flyteidl.core.execution_pb2",
+    "flyteidl.core.literals_pb2",
     "google.protobuf.timestamp_pb2",
 )
 

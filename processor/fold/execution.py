@@ -20,6 +20,7 @@ from processor.fold import task as task_fold
 from processor.fold import timestamps
 from processor.fold import workflow as workflow_fold
 from processor.fold.outcome import Outcome, Transition
+from processor.fold.public import public_view
 from processor.fold.phases import WORKFLOW_TERMINAL, node_phase_name, task_phase_name
 from processor.messages import ExecutionSummary, NodeExecutionState, TaskExecutionState, WorkflowExecutionState
 
@@ -101,22 +102,39 @@ class ExecutionFolder:
         previous = self.store.get(RecordKind.WORKFLOW, event.entity_key)
         transition = workflow_fold.fold_workflow_event(previous, event.message)
         result = FoldResult(transition.outcome, transition.detail)
-        if not transition.changed:
+        if transition.state is previous:
             return result
 
-        self._store_change(result, RecordKind.WORKFLOW, event.entity_key, previous, transition)
-        self._update_summary(result, event, workflow=transition.state)
+        if self._store_change(result, RecordKind.WORKFLOW, event.entity_key, previous, transition):
+            self._update_summary(result, event, workflow=transition.state)
         return result
 
+    def _check_cluster(self, event: ExecutionEvent) -> Optional[FoldResult]:
+        """Reject a node or task event from a cluster that did not own the execution when it occurred."""
+        workflow = self.store.get(RecordKind.WORKFLOW, event.execution_key)
+        message = event.message
+        if workflow_fold.is_compatible_producer(workflow, message.producer_id, message.occurred_at):
+            return None
+        owner = workflow_fold.owner_at(workflow, message.occurred_at)
+        return FoldResult(
+            Outcome.INCOMPATIBLE_CLUSTER,
+            f"producer {message.producer_id!r} does not own the execution, {owner!r} does",
+        )
+
     def _fold_node(self, event: ExecutionEvent) -> FoldResult:
+        rejection = self._check_cluster(event)
+        if rejection is not None:
+            return rejection
+
         previous = self.store.get(RecordKind.NODE, event.entity_key)
         transition = node_fold.fold_node_event(previous, event.message)
         result = FoldResult(transition.outcome, transition.detail)
-        if not transition.changed:
+        if transition.state is previous:
             return result
 
         self._ensure_workflow(result, event)
-        self._store_change(result, RecordKind.NODE, event.entity_key, previous, transition)
+        if not self._store_change(result, RecordKind.NODE, event.entity_key, previous, transition):
+            return result
 
         old_phase = node_phase_name(previous.node_execution.closure.phase) if previous is not None else None
         new_phase = node_phase_name(transition.state.node_execution.closure.phase)
@@ -124,14 +142,19 @@ class ExecutionFolder:
         return result
 
     def _fold_task(self, event: ExecutionEvent) -> FoldResult:
+        rejection = self._check_cluster(event)
+        if rejection is not None:
+            return rejection
+
         previous = self.store.get(RecordKind.TASK, event.entity_key)
         transition = task_fold.fold_task_event(previous, event.message)
         result = FoldResult(transition.outcome, transition.detail)
-        if not transition.changed:
+        if transition.state is previous:
             return result
 
         self._ensure_workflow(result, event)
-        self._store_change(result, RecordKind.TASK, event.entity_key, previous, transition)
+        if not self._store_change(result, RecordKind.TASK, event.entity_key, previous, transition):
+            return result
 
         old_phase = task_phase_name(previous.task_execution.closure.phase) if previous is not None else None
         new_phase = task_phase_name(transition.state.task_execution.closure.phase)
@@ -145,12 +168,20 @@ class ExecutionFolder:
         key: str,
         previous: Optional[Message],
         transition: Transition,
-    ) -> None:
-        """Give the new state the next version of its key, store it and list it for publishing."""
+    ) -> bool:
+        """Store the new state; when its public view changed, give it the next version and list it.
+
+        A change of bookkeeping alone (ledger, fingerprints) is stored but not
+        published, so consumers see a new version only when something they can
+        read changed. Returns whether the public view changed.
+        """
         state = transition.state
-        state.version = (previous.version if previous is not None else 0) + 1
+        visible = transition.changed
+        state.version = (previous.version if previous is not None else 0) + (1 if visible else 0)
         self.store.put(kind, key, state)
-        result.changes.append(StateChange(kind, key, state))
+        if visible:
+            result.changes.append(StateChange(kind, key, public_view(state, keep_version=True)))
+        return visible
 
     def _ensure_workflow(self, result: FoldResult, event: ExecutionEvent) -> None:
         """Create an inferred workflow record when a node or task event comes before any workflow event."""

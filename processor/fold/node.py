@@ -1,18 +1,31 @@
-"""Transitions of a node execution record, one function per step.
+"""Transitions of a node execution record.
 
 The record is ``NodeExecutionState``; ``node_execution`` follows FlyteAdmin's
-``NodeExecution`` (closure and metadata), and the state adds the parent link,
-node name, target entity and dynamic workflow id that FlyteAdmin keeps
-elsewhere or drops.
+``NodeExecution``. Phase, times and result are derived from the record's
+ledger in occurred_at order with FlyteAdmin's rules:
+
+- any phase creates the record, terminal phases included (cache hits, skipped
+  nodes and the start node often send a single terminal event);
+- terminal phases are SUCCEEDED, FAILED, TIMED_OUT, ABORTED, SKIPPED and
+  RECOVERED; after the first of them nothing changes the phase;
+- an event with the current phase is a duplicate;
+- every RUNNING event sets started_at; DYNAMIC_RUNNING does not;
+- the result comes only from the terminal event.
+
+The descriptive fields (input, target metadata, flags, parent link, names)
+merge from every accepted event: from the newest as it arrives, and from an
+older one only where the record still lacks them.
 """
 
 from __future__ import annotations
 
 from flyteidl.event import event_pb2
 
-from processor.fold import timestamps
+from processor.fold import ledger
 from processor.fold.outcome import Outcome, Transition
-from processor.fold.phases import NODE_RANK, NODE_TERMINAL, NodePhase, node_phase_name
+from processor.fold.phases import NODE_RANK, NODE_TERMINAL, NodePhase
+from processor.fold.public import public_view
+from processor.fold.progress import Progress, write_progress
 from processor.messages import NodeExecutionState
 
 NodeTransition = Transition[NodeExecutionState]
@@ -22,111 +35,83 @@ def fold_node_event(state: NodeExecutionState | None, event: event_pb2.NodeExecu
     """Fold one NodeExecutionEvent into the record of its node execution."""
     if not event.HasField("occurred_at"):
         return Transition(state, Outcome.INVALID, False, "event has no occurred_at")
-
     if event.phase not in NODE_RANK:
         return Transition(state, Outcome.INVALID, False, f"unknown node phase {event.phase}")
 
-    if state is None:
-        return Transition(create_from_event(event), Outcome.APPLIED, True)
-
-    stored_phase = state.node_execution.closure.phase
-
-    if event.phase == stored_phase:
-        return Transition(state, Outcome.DUPLICATE, False)
-
-    if is_older_than_state(state, event):
-        return fill_from_older_event(state, event)
-
-    if stored_phase in NODE_TERMINAL:
-        return Transition(state, Outcome.ALREADY_TERMINAL, False, f"node is {node_phase_name(stored_phase)}")
+    event_fingerprint = ledger.fingerprint(event)
+    if state is not None and event_fingerprint in state.seen_fingerprints:
+        return Transition(state, Outcome.DUPLICATE, False, "event was already folded")
 
     new_state = NodeExecutionState()
-    new_state.CopyFrom(state)
-    apply_phase(new_state, event)
-    return Transition(new_state, Outcome.APPLIED, True)
+    if state is not None:
+        new_state.CopyFrom(state)
+    else:
+        new_state.node_execution.id.CopyFrom(event.id)
+
+    new_state.seen_fingerprints.append(event_fingerprint)
+    entries = [*new_state.ledger, ledger.entry_from_event(event, event_fingerprint)]
+    progress = derive_progress(entries)
+    apply_progress(new_state, progress)
+
+    outcome = progress.verdicts[event_fingerprint]
+    if outcome is Outcome.APPLIED:
+        is_newest = progress.newest_accepted.fingerprint == event_fingerprint
+        apply_descriptive_fields(new_state, event, is_newest=is_newest)
+        if not is_newest:
+            outcome = Outcome.STALE
+    return Transition(new_state, outcome, state is None or public_view(new_state) != public_view(state))
 
 
-def create_from_event(event: event_pb2.NodeExecutionEvent) -> NodeExecutionState:
-    """Create the record from the first event seen, whatever its phase.
+def derive_progress(entries) -> Progress:
+    progress = Progress()
+    for entry in ledger.sorted_entries(entries, NODE_RANK.__getitem__):
+        if progress.terminal_at is not None:
+            progress.reject(entry, Outcome.ALREADY_TERMINAL)
+            continue
+        progress.kept.append(entry)
 
-    Cache hits, skipped nodes and the start node often send a single terminal
-    event, so a terminal phase creates the record too.
+        if entry.phase == progress.phase:
+            progress.reject(entry, Outcome.DUPLICATE)
+            continue
+
+        progress.accept(entry)
+        if progress.created_at is None:
+            progress.created_at = entry.occurred_at
+        if entry.phase == NodePhase.RUNNING:
+            progress.started_at = entry.occurred_at
+        if entry.phase in NODE_TERMINAL:
+            progress.terminal_at = entry.occurred_at
+            if ledger.has_result(entry):
+                progress.result = entry
+    return progress
+
+
+def apply_progress(state: NodeExecutionState, progress: Progress) -> None:
+    write_progress(state.node_execution.closure, progress, uri_field="output_uri")
+    del state.ledger[:]
+    state.ledger.extend(progress.kept)
+    if progress.updated_at is not None:
+        state.last_event_occurred_at.CopyFrom(progress.updated_at)
+
+
+def apply_descriptive_fields(state: NodeExecutionState, event: event_pb2.NodeExecutionEvent, *, is_newest: bool) -> None:
+    """Merge the fields that describe the node rather than its progress, in place.
+
+    The newest event overwrites what it carries; an older one fills only what
+    is still missing, so a late event never replaces newer data.
     """
-    state = NodeExecutionState()
-    state.node_execution.id.CopyFrom(event.id)
-    state.node_execution.closure.created_at.CopyFrom(event.occurred_at)
-    apply_phase(state, event)
-    return state
-
-
-def is_older_than_state(state: NodeExecutionState, event: event_pb2.NodeExecutionEvent) -> bool:
-    if not state.HasField("last_event_occurred_at"):
-        return False
-    event_key = (timestamps.sort_key(event.occurred_at), NODE_RANK[event.phase])
-    stored_key = (timestamps.sort_key(state.last_event_occurred_at), NODE_RANK[state.node_execution.closure.phase])
-    return event_key < stored_key
-
-
-def fill_from_older_event(state: NodeExecutionState, event: event_pb2.NodeExecutionEvent) -> NodeTransition:
-    """Keep the newer phase; take the start and the descriptive fields the record still lacks."""
-    new_state = NodeExecutionState()
-    new_state.CopyFrom(state)
-    closure = new_state.node_execution.closure
-
-    if event.phase == NodePhase.RUNNING and not closure.HasField("started_at"):
-        closure.started_at.CopyFrom(event.occurred_at)
-        if closure.phase in NODE_TERMINAL:
-            closure.duration.CopyFrom(timestamps.duration_between(event.occurred_at, closure.updated_at))
-
-    apply_descriptive_fields(new_state, event)
-    changed = new_state != state
-    return Transition(new_state if changed else state, Outcome.STALE, changed, "event is older than the stored phase")
-
-
-def apply_phase(state: NodeExecutionState, event: event_pb2.NodeExecutionEvent) -> None:
-    """Move the record to the event's phase, in place; the caller owns ``state``."""
-    closure = state.node_execution.closure
-    closure.phase = event.phase
-    closure.updated_at.CopyFrom(event.occurred_at)
-    state.last_event_occurred_at.CopyFrom(timestamps.latest(state.last_event_occurred_at, event.occurred_at))
-
-    # Every RUNNING event restarts the clock, as FlyteAdmin does; DYNAMIC_RUNNING
-    # is a later stage of the same run and leaves it alone.
-    if event.phase == NodePhase.RUNNING:
-        closure.started_at.CopyFrom(event.occurred_at)
-
-    if event.phase in NODE_TERMINAL:
-        if closure.HasField("started_at"):
-            closure.duration.CopyFrom(timestamps.duration_between(closure.started_at, event.occurred_at))
-        apply_result(state, event)
-
-    apply_descriptive_fields(state, event)
-
-
-def apply_result(state: NodeExecutionState, event: event_pb2.NodeExecutionEvent) -> None:
-    closure = state.node_execution.closure
-    if event.output_uri:
-        closure.output_uri = event.output_uri
-    elif event.HasField("output_data"):
-        closure.output_data.CopyFrom(event.output_data)
-    elif event.HasField("error"):
-        closure.error.CopyFrom(event.error)
-
-
-def apply_descriptive_fields(state: NodeExecutionState, event: event_pb2.NodeExecutionEvent) -> None:
-    """Merge the fields that describe the node rather than its progress, in place."""
     node_execution = state.node_execution
     closure = node_execution.closure
     metadata = node_execution.metadata
 
-    if event.producer_id:
+    if event.producer_id and (is_newest or not state.producer_id):
         state.producer_id = event.producer_id
 
-    # The input is written once: the first event that carries it wins.
+    # The input is written once: later events never replace it.
     if event.input_uri and not node_execution.input_uri:
         node_execution.input_uri = event.input_uri
 
-    if event.deck_uri:
+    if event.deck_uri and (is_newest or not closure.deck_uri):
         closure.deck_uri = event.deck_uri
 
     if event.retry_group and not metadata.retry_group:
@@ -141,47 +126,43 @@ def apply_descriptive_fields(state: NodeExecutionState, event: event_pb2.NodeExe
     metadata.is_eager = metadata.is_eager or event.is_eager
     state.is_in_dynamic_chain = state.is_in_dynamic_chain or event.is_in_dynamic_chain
 
-    if event.HasField("parent_node_metadata") and event.parent_node_metadata.node_id:
+    if event.HasField("parent_node_metadata") and event.parent_node_metadata.node_id and not state.parent_node_id:
         state.parent_node_id = event.parent_node_metadata.node_id
     if event.node_name and not state.node_name:
         state.node_name = event.node_name
     if event.HasField("target_entity") and not state.HasField("target_entity"):
         state.target_entity.CopyFrom(event.target_entity)
 
+    # A launch plan node links to its child execution the first time it is seen.
     if event.HasField("workflow_node_metadata") and not closure.HasField("workflow_node_metadata"):
         closure.workflow_node_metadata.executionId.CopyFrom(event.workflow_node_metadata.execution_id)
 
     if event.HasField("task_node_metadata"):
-        apply_task_node_metadata(state, event.task_node_metadata)
+        apply_task_node_metadata(state, event.task_node_metadata, is_newest=is_newest)
 
 
-def apply_task_node_metadata(state: NodeExecutionState, task_node: event_pb2.TaskNodeMetadata) -> None:
-    """Replace the stored target metadata with the event's.
+def apply_task_node_metadata(state: NodeExecutionState, task_node: event_pb2.TaskNodeMetadata, *, is_newest: bool) -> None:
+    """Take the event's target metadata.
 
-    Cache status and catalog key are recorded only when the event carries a
-    catalog key, as FlyteAdmin does; the dynamic workflow id and the dynamic job
-    spec URI are kept from whichever event reported them.
+    As in FlyteAdmin, the newest event's task_node_metadata replaces the stored
+    one, and cache status and catalog key are recorded only when the event
+    carries a catalog key. Unlike FlyteAdmin, a stored catalog key survives a
+    later event without one, and the dynamic workflow id and dynamic job spec
+    URI are kept from whichever event reported them.
     """
     closure = state.node_execution.closure
     target = closure.task_node_metadata
-    previous_cache_status = target.cache_status
-    previous_catalog_key = type(target.catalog_key)()
-    previous_catalog_key.CopyFrom(target.catalog_key)
-    had_catalog_key = target.HasField("catalog_key")
 
-    target.Clear()
-    target.checkpoint_uri = task_node.checkpoint_uri
-    if task_node.HasField("catalog_key"):
+    if task_node.checkpoint_uri and (is_newest or not target.checkpoint_uri):
+        target.checkpoint_uri = task_node.checkpoint_uri
+    if task_node.HasField("catalog_key") and (is_newest or not target.HasField("catalog_key")):
         target.cache_status = task_node.cache_status
         target.catalog_key.CopyFrom(task_node.catalog_key)
         state.reservation_status = task_node.reservation_status
-    elif had_catalog_key:
-        target.cache_status = previous_cache_status
-        target.catalog_key.CopyFrom(previous_catalog_key)
 
     if task_node.HasField("dynamic_workflow"):
         dynamic = task_node.dynamic_workflow
-        if dynamic.HasField("id"):
+        if dynamic.HasField("id") and not state.HasField("dynamic_workflow_id"):
             state.dynamic_workflow_id.CopyFrom(dynamic.id)
-        if dynamic.dynamic_job_spec_uri:
+        if dynamic.dynamic_job_spec_uri and not closure.dynamic_job_spec_uri:
             closure.dynamic_job_spec_uri = dynamic.dynamic_job_spec_uri

@@ -24,10 +24,13 @@ class Outcome(str, enum.Enum):
 class Transition(Generic[StateT]):
     """New state of a record after one event.
 
-    ``state`` is a new object whenever ``changed`` is true and the input state
-    otherwise; a fold never mutates the state it was given. A rejected event can
-    still change the record (an older event fills fields the record lacks), so
-    ``changed`` and ``outcome`` are independent.
+    ``state`` is a new object whenever the record changed in any way, its
+    bookkeeping (ledger, fingerprints) included, and the input state otherwise;
+    a fold never mutates the state it was given. ``changed`` tells whether the
+    public view changed, the part that is published. A rejected event can
+    still change the record (an older event fills fields the record lacks, a
+    duplicate phase joins the ledger), so ``changed`` and ``outcome`` are
+    independent.
     """
 
     state: Optional[StateT]

@@ -1,21 +1,43 @@
-"""Transitions of a workflow execution record, one function per step.
+"""Transitions of a workflow execution record.
 
 The record is ``WorkflowExecutionState``; its ``execution.closure`` follows
-FlyteAdmin's ``ExecutionClosure``: phase, started_at, duration, created_at,
-updated_at and the result (outputs, output_data or error).
+FlyteAdmin's ``ExecutionClosure``. Phase, times and result are derived from
+the record's ledger (see processor/fold/ledger.py) with FlyteAdmin's rules
+applied in occurred_at order:
+
+- terminal phases are SUCCEEDED, FAILED, TIMED_OUT and ABORTED; after the
+  first of them nothing changes the phase;
+- a repeated QUEUED is accepted (the execution moved to another cluster), any
+  other repeat of the current phase is a duplicate;
+- RUNNING followed by QUEUED is rejected, and after ABORTING only terminal
+  phases are accepted;
+- RUNNING sets started_at; the first terminal event sets duration;
+- every accepted event with a result sets it (output_uri, else output_data,
+  else error);
+- an event from another cluster than the owner is rejected unless its
+  producer_id is empty or "propeller" or its phase is UNDEFINED or QUEUED,
+  which hands the execution to that producer.
 """
 
 from __future__ import annotations
 
 from flyteidl.core import identifier_pb2
 from flyteidl.event import event_pb2
+from google.protobuf import timestamp_pb2
 
-from processor.fold import timestamps
+from processor.fold import ledger, timestamps
 from processor.fold.outcome import Outcome, Transition
-from processor.fold.phases import WORKFLOW_RANK, WORKFLOW_TERMINAL, WorkflowPhase, workflow_phase_name
+from processor.fold.phases import WORKFLOW_RANK, WORKFLOW_TERMINAL, WorkflowPhase
+from processor.fold.public import public_view
+from processor.fold.progress import Progress, write_progress
 from processor.messages import WorkflowExecutionState
 
 WorkflowTransition = Transition[WorkflowExecutionState]
+
+# producer_id values that any cluster may send, as FlyteAdmin treats them.
+NEUTRAL_PRODUCERS = frozenset({"", "propeller"})
+
+_OWNERSHIP_PHASES = frozenset({WorkflowPhase.UNDEFINED, WorkflowPhase.QUEUED})
 
 
 def fold_workflow_event(
@@ -24,61 +46,126 @@ def fold_workflow_event(
     """Fold one WorkflowExecutionEvent into the record of its execution."""
     if not event.HasField("occurred_at"):
         return Transition(state, Outcome.INVALID, False, "event has no occurred_at")
-
     if event.phase not in WORKFLOW_RANK:
         return Transition(state, Outcome.INVALID, False, f"unknown workflow phase {event.phase}")
 
-    if state is None or state.inferred:
-        return Transition(create_from_event(state, event), Outcome.APPLIED, True)
+    event_fingerprint = ledger.fingerprint(event)
+    if state is not None and event_fingerprint in state.seen_fingerprints:
+        return Transition(state, Outcome.DUPLICATE, False, "event was already folded")
 
+    new_state = WorkflowExecutionState()
+    if state is not None:
+        new_state.CopyFrom(state)
+    if not new_state.execution.HasField("id"):
+        new_state.execution.id.CopyFrom(event.execution_id)
+
+    new_state.seen_fingerprints.append(event_fingerprint)
+    entries = [*new_state.ledger, ledger.entry_from_event(event, event_fingerprint)]
+    progress = derive_progress(entries)
+    apply_progress(new_state, progress)
+
+    outcome = progress.verdicts[event_fingerprint]
+    if outcome is Outcome.APPLIED and progress.newest_accepted.fingerprint != event_fingerprint:
+        outcome = Outcome.STALE
+    return Transition(new_state, outcome, state is None or public_view(new_state) != public_view(state))
+
+
+def derive_progress(entries) -> Progress:
+    """Walk the ledger in occurred_at order and apply the workflow rules to each entry."""
+    progress = Progress()
+    for entry in ledger.sorted_entries(entries, WORKFLOW_RANK.__getitem__):
+        if progress.terminal_at is not None:
+            progress.reject(entry, Outcome.ALREADY_TERMINAL)
+            continue
+        progress.kept.append(entry)
+
+        verdict = judge(progress, entry)
+        if verdict is not Outcome.APPLIED:
+            progress.reject(entry, verdict)
+            continue
+
+        progress.accept(entry)
+        if progress.created_at is None:
+            progress.created_at = entry.occurred_at
+        if entry.phase in _OWNERSHIP_PHASES and entry.producer_id:
+            progress.ownership.append((entry.occurred_at, entry.producer_id))
+        if entry.phase == WorkflowPhase.RUNNING:
+            progress.started_at = entry.occurred_at
+        if entry.phase in WORKFLOW_TERMINAL:
+            progress.terminal_at = entry.occurred_at
+        if ledger.has_result(entry):
+            progress.result = entry
+    return progress
+
+
+def judge(progress: Progress, entry) -> Outcome:
+    """Return APPLIED when the entry may follow the progress so far, else the rejection reason."""
+    current = progress.phase
+    if current is not None:
+        if entry.phase == current and entry.phase != WorkflowPhase.QUEUED:
+            return Outcome.DUPLICATE
+        if current == WorkflowPhase.RUNNING and entry.phase == WorkflowPhase.QUEUED:
+            return Outcome.INVALID
+        if current == WorkflowPhase.ABORTING and entry.phase not in WORKFLOW_TERMINAL:
+            return Outcome.INVALID
+
+    if entry.phase not in _OWNERSHIP_PHASES and progress.ownership:
+        owner = progress.ownership[-1][1]
+        if entry.producer_id not in NEUTRAL_PRODUCERS and entry.producer_id != owner:
+            return Outcome.INCOMPATIBLE_CLUSTER
+    return Outcome.APPLIED
+
+
+def apply_progress(state: WorkflowExecutionState, progress: Progress) -> None:
+    """Write derived progress into the record, in place; the caller owns ``state``."""
     closure = state.execution.closure
-    stored_phase = closure.phase
+    inferred_created_at = timestamp_pb2.Timestamp()
+    inferred_created_at.CopyFrom(closure.created_at)
 
-    if event.phase == stored_phase and event.phase != WorkflowPhase.QUEUED:
-        return Transition(state, Outcome.DUPLICATE, False)
+    write_progress(closure, progress, uri_field="outputs.uri")
+    state.inferred = False
 
-    if is_older_than_state(state, event):
-        return fill_from_older_event(state, event)
+    del state.ledger[:]
+    state.ledger.extend(progress.kept)
 
-    if stored_phase in WORKFLOW_TERMINAL:
-        return Transition(state, Outcome.ALREADY_TERMINAL, False, f"execution is {workflow_phase_name(stored_phase)}")
+    del state.ownership[:]
+    for occurred_at, producer_id in progress.ownership:
+        change = state.ownership.add(producer_id=producer_id)
+        change.occurred_at.CopyFrom(occurred_at)
+    state.producer_id = progress.ownership[-1][1] if progress.ownership else _first_producer(progress)
 
-    if stored_phase == WorkflowPhase.RUNNING and event.phase == WorkflowPhase.QUEUED:
-        return Transition(state, Outcome.INVALID, False, "cannot go from RUNNING back to QUEUED")
-
-    if stored_phase == WorkflowPhase.ABORTING and event.phase not in WORKFLOW_TERMINAL:
-        return Transition(
-            state, Outcome.INVALID, False, f"cannot go from ABORTING to {workflow_phase_name(event.phase)}"
-        )
-
-    new_state = WorkflowExecutionState()
-    new_state.CopyFrom(state)
-    apply_phase(new_state, event)
-    return Transition(new_state, Outcome.APPLIED, True)
+    if progress.updated_at is not None:
+        state.last_event_occurred_at.CopyFrom(progress.updated_at)
+    else:
+        # Only rejected events so far: keep what the inferred record knew.
+        closure.created_at.CopyFrom(inferred_created_at)
 
 
-def create_from_event(
-    inferred_state: WorkflowExecutionState | None, event: event_pb2.WorkflowExecutionEvent
-) -> WorkflowExecutionState:
-    """Create the record from the first workflow event of the execution.
+def _first_producer(progress: Progress) -> str:
+    for entry in progress.kept:
+        if progress.verdicts.get(entry.fingerprint) is Outcome.APPLIED and entry.producer_id:
+            return entry.producer_id
+    return ""
 
-    A record inferred from node or task events keeps its created_at when that
-    is earlier, so created_at stays the first time anything was seen.
-    """
-    new_state = WorkflowExecutionState()
-    if inferred_state is not None:
-        new_state.CopyFrom(inferred_state)
-    new_state.inferred = False
 
-    execution = new_state.execution
-    execution.id.CopyFrom(event.execution_id)
+def owner_at(state: WorkflowExecutionState | None, occurred_at: timestamp_pb2.Timestamp) -> str:
+    """Return the producer that owned the execution at ``occurred_at``; empty when unknown."""
+    if state is None:
+        return ""
+    owner = ""
+    for change in state.ownership:
+        if timestamps.is_before(occurred_at, change.occurred_at):
+            break
+        owner = change.producer_id
+    return owner
 
-    closure = execution.closure
-    if not closure.HasField("created_at") or timestamps.is_before(event.occurred_at, closure.created_at):
-        closure.created_at.CopyFrom(event.occurred_at)
 
-    apply_phase(new_state, event)
-    return new_state
+def is_compatible_producer(state: WorkflowExecutionState | None, producer_id: str, occurred_at) -> bool:
+    """Tell whether a node or task event of ``producer_id`` may change the execution's records."""
+    if producer_id in NEUTRAL_PRODUCERS:
+        return True
+    owner = owner_at(state, occurred_at)
+    return not owner or owner == producer_id
 
 
 def create_inferred(execution_id: identifier_pb2.WorkflowExecutionIdentifier, occurred_at) -> WorkflowExecutionState:
@@ -89,60 +176,3 @@ def create_inferred(execution_id: identifier_pb2.WorkflowExecutionIdentifier, oc
     state.execution.closure.updated_at.CopyFrom(occurred_at)
     state.last_event_occurred_at.CopyFrom(occurred_at)
     return state
-
-
-def is_older_than_state(state: WorkflowExecutionState, event: event_pb2.WorkflowExecutionEvent) -> bool:
-    """Tell whether the event comes before the record's newest event in the life cycle.
-
-    Events are ordered by occurred_at; a tie is broken by phase rank.
-    """
-    if not state.HasField("last_event_occurred_at"):
-        return False
-    event_key = (timestamps.sort_key(event.occurred_at), WORKFLOW_RANK[event.phase])
-    state_key = (timestamps.sort_key(state.last_event_occurred_at), WORKFLOW_RANK[state.execution.closure.phase])
-    return event_key < state_key
-
-
-def fill_from_older_event(state: WorkflowExecutionState, event: event_pb2.WorkflowExecutionEvent) -> WorkflowTransition:
-    """Keep the newer phase but take what only the older event carries: a missing start."""
-    closure = state.execution.closure
-    if event.phase != WorkflowPhase.RUNNING or closure.HasField("started_at"):
-        return Transition(state, Outcome.STALE, False, "event is older than the stored phase")
-
-    new_state = WorkflowExecutionState()
-    new_state.CopyFrom(state)
-    new_closure = new_state.execution.closure
-    new_closure.started_at.CopyFrom(event.occurred_at)
-    if new_closure.phase in WORKFLOW_TERMINAL:
-        new_closure.duration.CopyFrom(timestamps.duration_between(event.occurred_at, new_closure.updated_at))
-    return Transition(new_state, Outcome.STALE, True, "older event filled started_at")
-
-
-def apply_phase(state: WorkflowExecutionState, event: event_pb2.WorkflowExecutionEvent) -> None:
-    """Move the record to the event's phase, in place; the caller owns ``state``."""
-    closure = state.execution.closure
-    closure.phase = event.phase
-    closure.updated_at.CopyFrom(event.occurred_at)
-    state.last_event_occurred_at.CopyFrom(timestamps.latest(state.last_event_occurred_at, event.occurred_at))
-
-    if event.producer_id:
-        state.producer_id = event.producer_id
-
-    if event.phase == WorkflowPhase.RUNNING:
-        closure.started_at.CopyFrom(event.occurred_at)
-
-    if event.phase in WORKFLOW_TERMINAL and closure.HasField("started_at"):
-        closure.duration.CopyFrom(timestamps.duration_between(closure.started_at, event.occurred_at))
-
-    apply_result(state, event)
-
-
-def apply_result(state: WorkflowExecutionState, event: event_pb2.WorkflowExecutionEvent) -> None:
-    """Copy the event's result: output_uri, else output_data, else error (kind and code kept)."""
-    closure = state.execution.closure
-    if event.output_uri:
-        closure.outputs.uri = event.output_uri
-    elif event.HasField("output_data"):
-        closure.output_data.CopyFrom(event.output_data)
-    elif event.HasField("error"):
-        closure.error.CopyFrom(event.error)
