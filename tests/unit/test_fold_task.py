@@ -1,0 +1,507 @@
+"""Folding TaskExecutionEvents with processor.fold.task."""
+
+import pytest
+from flyteidl.core import catalog_pb2, execution_pb2
+from flyteidl.event import event_pb2
+from google.protobuf import json_format, struct_pb2
+
+from processor.fold.outcome import Outcome
+from processor.fold.task import fold_task_event
+
+from .builders import (
+    TASK_NAME,
+    TaskPhase,
+    copy_of,
+    error,
+    node_execution_id,
+    progress_fields,
+    task_event,
+    task_log,
+    timestamp,
+)
+
+Phase = TaskPhase
+
+
+def fold_all(*events, state=None):
+    """Fold events in order and return the last transition."""
+    transition = None
+    for event in events:
+        transition = fold_task_event(state, event)
+        state = transition.state
+    return transition
+
+
+def state_after(*events):
+    return fold_all(*events).state
+
+
+def closure_of(state):
+    return state.task_execution.closure
+
+
+def struct(value: dict) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(value)
+    return message
+
+
+def reason(text: str, at=None) -> event_pb2.EventReason:
+    entry = event_pb2.EventReason(reason=text)
+    if at is not None:
+        entry.occurred_at.CopyFrom(timestamp(at))
+    return entry
+
+
+@pytest.mark.parametrize(
+    "phase",
+    [Phase.QUEUED, Phase.WAITING_FOR_RESOURCES, Phase.INITIALIZING, Phase.RUNNING, Phase.SUCCEEDED, Phase.FAILED],
+)
+def test_create_by_any_phase(phase):
+    transition = fold_task_event(None, task_event("n0", phase, 1))
+
+    assert transition.outcome is Outcome.APPLIED
+    assert transition.changed
+    assert closure_of(transition.state).phase == phase
+
+
+def test_create_sets_ids_and_times():
+    state = state_after(task_event("n0", Phase.QUEUED, 1, retry_attempt=2, phase_version=1, task_type="python-task"))
+
+    task_id = state.task_execution.id
+    assert task_id.task_id.name == TASK_NAME
+    assert task_id.node_execution_id == node_execution_id("n0")
+    assert task_id.retry_attempt == 2
+    assert state.phase_version == 1
+    assert closure_of(state).created_at == timestamp(1)
+    assert closure_of(state).updated_at == timestamp(1)
+    assert closure_of(state).task_type == "python-task"
+    assert state.producer_id == "propeller"
+
+
+def test_running_sets_started_at():
+    state = state_after(task_event("n0", Phase.QUEUED, 1), task_event("n0", Phase.RUNNING, 2))
+
+    assert closure_of(state).started_at == timestamp(2)
+
+
+def test_running_update_keeps_start():
+    state = state_after(task_event("n0", Phase.RUNNING, 2), task_event("n0", Phase.RUNNING, 5, phase_version=1))
+
+    assert closure_of(state).started_at == timestamp(2)
+    assert closure_of(state).updated_at == timestamp(5)
+
+
+def test_terminal_sets_duration():
+    state = state_after(
+        task_event("n0", Phase.QUEUED, 1), task_event("n0", Phase.RUNNING, 3), task_event("n0", Phase.SUCCEEDED, 11)
+    )
+
+    assert closure_of(state).duration.ToSeconds() == 8
+
+
+def test_terminal_without_start_has_no_duration():
+    state = state_after(task_event("n0", Phase.QUEUED, 1), task_event("n0", Phase.ABORTED, 2))
+
+    assert not closure_of(state).HasField("duration")
+
+
+def test_result_output_uri():
+    state = state_after(
+        task_event("n0", Phase.RUNNING, 1), task_event("n0", Phase.SUCCEEDED, 2, output_uri="s3://b/o.pb")
+    )
+
+    assert closure_of(state).output_uri == "s3://b/o.pb"
+
+
+def test_result_error():
+    failed = task_event("n0", Phase.FAILED, 2, error=error("USER:ValueError", execution_pb2.ExecutionError.USER))
+
+    closure = closure_of(state_after(task_event("n0", Phase.RUNNING, 1), failed))
+
+    assert closure.error.code == "USER:ValueError"
+    assert closure.error.kind == execution_pb2.ExecutionError.USER
+
+
+def test_retryable_failure_error():
+    failed = task_event("n0", Phase.RETRYABLE_FAILED, 2, error=error("USER:Flaky"))
+
+    closure = closure_of(state_after(task_event("n0", Phase.RUNNING, 1), failed))
+
+    assert closure.phase == Phase.RETRYABLE_FAILED
+    assert closure.error.code == "USER:Flaky"
+
+
+# Rows are (stored phase, event phase, outcome) at phase_version 0. The event is always newer.
+PHASE_MOVES = [
+    (Phase.QUEUED, Phase.WAITING_FOR_RESOURCES, Outcome.APPLIED),
+    (Phase.QUEUED, Phase.INITIALIZING, Outcome.APPLIED),
+    (Phase.INITIALIZING, Phase.RUNNING, Outcome.APPLIED),
+    (Phase.RUNNING, Phase.RETRYABLE_FAILED, Outcome.APPLIED),
+    (Phase.RUNNING, Phase.SUCCEEDED, Outcome.APPLIED),
+    (Phase.RUNNING, Phase.FAILED, Outcome.APPLIED),
+    (Phase.RUNNING, Phase.ABORTED, Outcome.APPLIED),
+    (Phase.QUEUED, Phase.QUEUED, Outcome.DUPLICATE),
+    (Phase.RUNNING, Phase.RUNNING, Outcome.DUPLICATE),
+    (Phase.SUCCEEDED, Phase.RUNNING, Outcome.ALREADY_TERMINAL),
+    (Phase.FAILED, Phase.SUCCEEDED, Outcome.ALREADY_TERMINAL),
+    (Phase.ABORTED, Phase.QUEUED, Outcome.ALREADY_TERMINAL),
+]
+
+
+def phase_move_id(case) -> str:
+    stored, latest, outcome = case
+    return f"{Phase.Phase.Name(stored)}-{Phase.Phase.Name(latest)}"
+
+
+@pytest.mark.parametrize("stored, latest, outcome", PHASE_MOVES, ids=[phase_move_id(c) for c in PHASE_MOVES])
+def test_phase_move(stored, latest, outcome):
+    state = state_after(task_event("n0", stored, 1))
+
+    transition = fold_task_event(state, task_event("n0", latest, 2))
+
+    assert transition.outcome is outcome
+    assert closure_of(transition.state).phase == (latest if outcome is Outcome.APPLIED else stored)
+
+
+@pytest.mark.parametrize("stored, latest, outcome", PHASE_MOVES, ids=[phase_move_id(c) for c in PHASE_MOVES])
+def test_phase_move_changed(stored, latest, outcome):
+    """An applied event changes the published record, and a rejected one changes nothing published."""
+    state = state_after(task_event("n0", stored, 1))
+
+    transition = fold_task_event(state, task_event("n0", latest, 2))
+
+    assert transition.changed == (outcome is Outcome.APPLIED)
+
+
+@pytest.mark.parametrize("stored, latest, outcome", PHASE_MOVES, ids=[phase_move_id(c) for c in PHASE_MOVES])
+def test_phase_move_keeps_input(stored, latest, outcome):
+    state = state_after(task_event("n0", stored, 1, logs=[task_log("a", show_while_pending=True)]))
+    before = copy_of(state)
+
+    fold_task_event(state, task_event("n0", latest, 2, logs=[task_log("b")], custom_info=struct({"x": 1})))
+
+    assert state == before
+
+
+def test_terminal_higher_version_rejected():
+    state = state_after(task_event("n0", Phase.SUCCEEDED, 1))
+
+    transition = fold_task_event(state, task_event("n0", Phase.SUCCEEDED, 2, phase_version=1))
+
+    assert transition.outcome is Outcome.ALREADY_TERMINAL
+    assert closure_of(transition.state) == closure_of(state)
+
+
+@pytest.mark.parametrize(
+    "stored_version, event_version, outcome",
+    [
+        (0, 0, Outcome.DUPLICATE),
+        (2, 1, Outcome.DUPLICATE),
+        (2, 2, Outcome.DUPLICATE),
+        (2, 3, Outcome.APPLIED),
+        (0, 5, Outcome.APPLIED),
+    ],
+)
+def test_phase_version_same_phase(stored_version, event_version, outcome):
+    state = state_after(task_event("n0", Phase.RUNNING, 1, phase_version=stored_version))
+
+    transition = fold_task_event(state, task_event("n0", Phase.RUNNING, 2, phase_version=event_version))
+
+    assert transition.outcome is outcome
+    assert transition.state.phase_version == (event_version if outcome is Outcome.APPLIED else stored_version)
+
+
+def test_phase_version_duplicate_ignored():
+    state = state_after(task_event("n0", Phase.RUNNING, 1, phase_version=2))
+
+    transition = fold_task_event(state, task_event("n0", Phase.RUNNING, 5, phase_version=1, logs=[task_log("late")]))
+
+    assert closure_of(transition.state) == closure_of(state)
+    assert transition.state.phase_version == 2
+
+
+def test_terminal_repeat_rejected():
+    """A second SUCCEEDED may count as a duplicate or as arriving after the terminal phase."""
+    state = state_after(task_event("n0", Phase.SUCCEEDED, 1))
+
+    transition = fold_task_event(state, task_event("n0", Phase.SUCCEEDED, 2))
+
+    assert transition.outcome in {Outcome.DUPLICATE, Outcome.ALREADY_TERMINAL}
+    assert closure_of(transition.state) == closure_of(state)
+
+
+def test_replayed_event_unchanged():
+    running = task_event("n0", Phase.RUNNING, 1, logs=[task_log("stdout")], reason="running")
+    state = state_after(running)
+
+    transition = fold_task_event(state, copy_of(running))
+
+    assert transition.outcome is Outcome.DUPLICATE
+    assert not transition.changed
+    assert transition.state == state
+
+
+@pytest.mark.parametrize("stored_version, event_version", [(3, 0), (0, 2), (4, 4)])
+def test_phase_change_takes_version(stored_version, event_version):
+    state = state_after(task_event("n0", Phase.RUNNING, 1, phase_version=stored_version))
+
+    transition = fold_task_event(state, task_event("n0", Phase.RETRYABLE_FAILED, 2, phase_version=event_version))
+
+    assert transition.outcome is Outcome.APPLIED
+    assert transition.state.phase_version == event_version
+
+
+def test_version_update_after_phase_change():
+    """RUNNING v1 after QUEUED v3 and RUNNING v0 applies, because the phase change stored version 0."""
+    state = state_after(
+        task_event("n0", Phase.QUEUED, 1, phase_version=3),
+        task_event("n0", Phase.RUNNING, 2, phase_version=0),
+    )
+
+    transition = fold_task_event(state, task_event("n0", Phase.RUNNING, 3, phase_version=1))
+
+    assert transition.outcome is Outcome.APPLIED
+
+
+def test_older_running_fills_start():
+    state = state_after(task_event("n0", Phase.QUEUED, 1), task_event("n0", Phase.SUCCEEDED, 10))
+
+    transition = fold_task_event(state, task_event("n0", Phase.RUNNING, 3))
+
+    closure = closure_of(transition.state)
+    assert transition.outcome is Outcome.STALE
+    assert transition.changed
+    assert closure.phase == Phase.SUCCEEDED
+    assert closure.started_at == timestamp(3)
+    assert closure.duration.ToSeconds() == 7
+
+
+def test_older_running_fills_start_keeps_input():
+    state = state_after(task_event("n0", Phase.SUCCEEDED, 10))
+    before = copy_of(state)
+
+    fold_task_event(state, task_event("n0", Phase.RUNNING, 3))
+
+    assert state == before
+
+
+def test_older_event_fills_input_and_type():
+    state = state_after(task_event("n0", Phase.RUNNING, 5))
+
+    transition = fold_task_event(
+        state, task_event("n0", Phase.QUEUED, 2, input_uri="s3://b/i.pb", task_type="python-task")
+    )
+
+    assert transition.outcome is Outcome.STALE
+    assert transition.changed
+    assert transition.state.task_execution.input_uri == "s3://b/i.pb"
+    assert closure_of(transition.state).task_type == "python-task"
+    assert closure_of(transition.state).phase == Phase.RUNNING
+
+
+def test_older_event_without_news_unchanged():
+    state = state_after(task_event("n0", Phase.RUNNING, 2), task_event("n0", Phase.FAILED, 8))
+
+    transition = fold_task_event(state, task_event("n0", Phase.QUEUED, 1))
+
+    assert transition.outcome is Outcome.STALE
+    assert progress_fields(closure_of(transition.state)) == progress_fields(closure_of(state))
+
+
+def test_same_instant_higher_version_applies():
+    state = state_after(task_event("n0", Phase.RUNNING, 2, phase_version=0))
+
+    transition = fold_task_event(state, task_event("n0", Phase.RUNNING, 2, phase_version=1, logs=[task_log("a")]))
+
+    assert transition.outcome is Outcome.APPLIED
+
+
+def test_logs_merge_across_events():
+    state = state_after(
+        task_event("n0", Phase.RUNNING, 1, logs=[task_log("stdout")]),
+        task_event("n0", Phase.RUNNING, 2, phase_version=1, logs=[task_log("dashboard")]),
+        task_event("n0", Phase.SUCCEEDED, 3),
+    )
+
+    assert [log.name for log in closure_of(state).logs] == ["dashboard", "stdout"]
+
+
+def test_logs_same_uri_replaced():
+    state = state_after(
+        task_event("n0", Phase.RUNNING, 1, logs=[task_log("Pod (pending)", "https://k8s/pod")]),
+        task_event("n0", Phase.RUNNING, 2, phase_version=1, logs=[task_log("Pod", "https://k8s/pod")]),
+    )
+
+    assert [log.name for log in closure_of(state).logs] == ["Pod"]
+
+
+def test_logs_pending_phase_filtered():
+    logs = [task_log("pending", show_while_pending=True), task_log("pod")]
+
+    state = state_after(task_event("n0", Phase.QUEUED, 1, logs=logs))
+
+    assert [log.name for log in closure_of(state).logs] == ["pending"]
+
+
+def test_logs_hidden_once_finished():
+    logs = [task_log("live", hide_once_finished=True), task_log("archive")]
+
+    state = state_after(task_event("n0", Phase.RUNNING, 1, logs=logs), task_event("n0", Phase.SUCCEEDED, 2))
+
+    assert [log.name for log in closure_of(state).logs] == ["archive"]
+
+
+def test_reasons_appended():
+    state = state_after(
+        task_event("n0", Phase.QUEUED, 1, reasons=[reason("submitted", 1)]),
+        task_event("n0", Phase.QUEUED, 2, phase_version=1, reasons=[reason("pulling image", 2), reason("pod pending")]),
+    )
+
+    reasons = closure_of(state).reasons
+    assert [entry.message for entry in reasons] == ["submitted", "pulling image", "pod pending"]
+    assert reasons[2].occurred_at == timestamp(2)
+    assert closure_of(state).reason == "pod pending"
+
+
+def test_legacy_reason_appended_when_new():
+    state = state_after(
+        task_event("n0", Phase.QUEUED, 1, reason="submitted"),
+        task_event("n0", Phase.QUEUED, 2, phase_version=1, reason="submitted"),
+        task_event("n0", Phase.RUNNING, 3, reason="running"),
+    )
+
+    assert [entry.message for entry in closure_of(state).reasons] == ["submitted", "running"]
+    assert closure_of(state).reason == "running"
+
+
+def test_custom_info_merge():
+    state = state_after(
+        task_event("n0", Phase.RUNNING, 1, custom_info=struct({"a": 1, "b": {"c": 2, "d": 3}})),
+        task_event("n0", Phase.RUNNING, 2, phase_version=1, custom_info=struct({"b": {"c": None}, "e": "x"})),
+    )
+
+    assert json_format.MessageToDict(closure_of(state).custom_info) == {"a": 1, "b": {"d": 3}, "e": "x"}
+
+
+def test_custom_info_kept_when_absent():
+    state = state_after(
+        task_event("n0", Phase.RUNNING, 1, custom_info=struct({"a": 1})), task_event("n0", Phase.SUCCEEDED, 2)
+    )
+
+    assert json_format.MessageToDict(closure_of(state).custom_info) == {"a": 1}
+
+
+def test_metadata_names():
+    first = event_pb2.TaskExecutionMetadata(generated_name="exec1-n0-0", plugin_identifier="k8s-array")
+    second = event_pb2.TaskExecutionMetadata(instance_class=event_pb2.TaskExecutionMetadata.INTERRUPTIBLE)
+
+    state = state_after(
+        task_event("n0", Phase.RUNNING, 1, metadata=first),
+        task_event("n0", Phase.RUNNING, 2, phase_version=1, metadata=second),
+    )
+
+    metadata = closure_of(state).metadata
+    assert metadata.generated_name == "exec1-n0-0"
+    assert metadata.plugin_identifier == "k8s-array"
+    assert metadata.instance_class == event_pb2.TaskExecutionMetadata.INTERRUPTIBLE
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AttributeError,
+    reason="merge_subtasks reads event.external_resources, a field TaskExecutionEvent does not have "
+    "(the list is event.metadata.external_resources)",
+)
+def test_metadata_external_resources():
+    first = event_pb2.TaskExecutionMetadata(
+        external_resources=[event_pb2.ExternalResourceInfo(index=1, external_id="job-1", phase=Phase.RUNNING)],
+    )
+    second = event_pb2.TaskExecutionMetadata(
+        external_resources=[
+            event_pb2.ExternalResourceInfo(index=0, external_id="job-0", phase=Phase.RUNNING),
+            event_pb2.ExternalResourceInfo(index=1, phase=Phase.SUCCEEDED, cache_status=catalog_pb2.CACHE_POPULATED),
+        ]
+    )
+
+    state = state_after(
+        task_event("n0", Phase.RUNNING, 1, metadata=first),
+        task_event("n0", Phase.RUNNING, 2, phase_version=1, metadata=second),
+    )
+
+    metadata = closure_of(state).metadata
+    assert [resource.index for resource in metadata.external_resources] == [0, 1]
+    assert metadata.external_resources[1].external_id == "job-1"
+    assert metadata.external_resources[1].phase == Phase.SUCCEEDED
+    assert metadata.external_resources[1].cache_status == catalog_pb2.CACHE_POPULATED
+
+
+def test_event_version_max():
+    state = state_after(task_event("n0", Phase.QUEUED, 1, event_version=1), task_event("n0", Phase.RUNNING, 2))
+
+    assert closure_of(state).event_version == 1
+
+
+def test_without_occurred_at_invalid():
+    transition = fold_task_event(None, task_event("n0", Phase.RUNNING, None))
+
+    assert transition.outcome is Outcome.INVALID
+    assert transition.state is None
+
+
+def test_without_occurred_at_keeps_state():
+    state = state_after(task_event("n0", Phase.RUNNING, 1))
+
+    transition = fold_task_event(state, task_event("n0", Phase.SUCCEEDED, None))
+
+    assert transition.outcome is Outcome.INVALID
+    assert not transition.changed
+    assert transition.state == state
+
+
+def test_unknown_phase_invalid():
+    transition = fold_task_event(None, task_event("n0", 77, 1))
+
+    assert transition.outcome is Outcome.INVALID
+
+
+def test_older_event_logs_after_stored():
+    state = state_after(task_event("n0", Phase.RUNNING, 5, logs=[task_log("stdout")]))
+
+    older = task_event("n0", Phase.QUEUED, 2, logs=[task_log("pending", show_while_pending=True)])
+
+    transition = fold_task_event(state, older)
+
+    assert transition.outcome is Outcome.STALE
+    assert [log.name for log in closure_of(transition.state).logs] == ["stdout", "pending"]
+
+
+def test_older_event_reasons_ordered():
+    state = state_after(task_event("n0", Phase.RUNNING, 5, reasons=[reason("running", 5)]))
+
+    transition = fold_task_event(state, task_event("n0", Phase.QUEUED, 2, reasons=[reason("submitted", 2)]))
+
+    closure = closure_of(transition.state)
+    assert [entry.message for entry in closure.reasons] == ["submitted", "running"]
+    assert closure.reason == "running"
+
+
+def test_older_custom_info_under_stored():
+    state = state_after(task_event("n0", Phase.RUNNING, 5, custom_info=struct({"a": 1})))
+
+    transition = fold_task_event(state, task_event("n0", Phase.QUEUED, 2, custom_info=struct({"a": 0, "b": 2})))
+
+    assert json_format.MessageToDict(closure_of(transition.state).custom_info) == {"a": 1, "b": 2}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AttributeError,
+    reason="merge_subtasks reads event.external_resources, which TaskExecutionEvent does not have",
+)
+def test_first_event_with_subtasks():
+    metadata = event_pb2.TaskExecutionMetadata(external_resources=[event_pb2.ExternalResourceInfo(index=0)])
+
+    transition = fold_task_event(None, task_event("n0", Phase.RUNNING, 1, metadata=metadata))
+
+    assert len(closure_of(transition.state).metadata.external_resources) == 1
