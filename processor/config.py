@@ -32,6 +32,19 @@ def _env_int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
+def _env_float(name: str, default: float) -> float:
+    text = os.environ.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={value} must be above 0")
+    return value
+
+
 def _env_bool(name: str, default: bool) -> bool:
     text = os.environ.get(name)
     if text is None or text == "":
@@ -116,6 +129,16 @@ class Settings:
     # worker gets its partitions back quickly.
     session_timeout_seconds: float = 10.0
 
+    # Finished executions whose updated_at is older than this are removed from
+    # the tables and tombstoned in the state topics.
+    retention_seconds: float = 7 * 24 * 3600.0
+
+    # How often each worker sweeps its partitions for expired executions.
+    retention_sweep_seconds: float = 600.0
+
+    # How long the worker keeps retrying an unreachable broker at start-up.
+    connect_timeout_seconds: float = 120.0
+
     log_level: str = "INFO"
 
     @property
@@ -147,6 +170,9 @@ class Settings:
             state_dir=Path(_env("FLYTE_STATE_DIR", str(cls.state_dir))),
             max_event_bytes=_env_int("FLYTE_STATE_MAX_EVENT_BYTES", cls.max_event_bytes),
             max_record_bytes=_env_int("FLYTE_STATE_MAX_RECORD_BYTES", cls.max_record_bytes),
+            retention_seconds=_env_float("FLYTE_STATE_RETENTION_SECONDS", cls.retention_seconds),
+            retention_sweep_seconds=_env_float("FLYTE_STATE_RETENTION_SWEEP_SECONDS", cls.retention_sweep_seconds),
+            connect_timeout_seconds=_env_float("FLYTE_STATE_CONNECT_TIMEOUT_SECONDS", cls.connect_timeout_seconds),
             log_level=_env("FLYTE_STATE_LOG_LEVEL", cls.log_level).upper(),
         )
         settings.validate()
@@ -184,6 +210,9 @@ class Settings:
             "FLYTE_STATE_DIR": str(self.state_dir),
             "FLYTE_STATE_MAX_EVENT_BYTES": str(self.max_event_bytes),
             "FLYTE_STATE_MAX_RECORD_BYTES": str(self.max_record_bytes),
+            "FLYTE_STATE_RETENTION_SECONDS": str(self.retention_seconds),
+            "FLYTE_STATE_RETENTION_SWEEP_SECONDS": str(self.retention_sweep_seconds),
+            "FLYTE_STATE_CONNECT_TIMEOUT_SECONDS": str(self.connect_timeout_seconds),
             "FLYTE_STATE_LOG_LEVEL": self.log_level,
         }
 

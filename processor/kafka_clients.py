@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+
 from processor.config import Settings
+
+# librdkafka's own log lines go through Python logging under this name.
+LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
 
 
 def client_config(settings: Settings) -> dict:
     return {
         "bootstrap.servers": settings.bootstrap_servers,
         "client.id": f"{settings.app_id}-client",
+        "logger": LIBRDKAFKA_LOGGER,
+        # librdkafka retries a refused connection every 100 ms by default and
+        # logs each failure; back off instead.
+        "reconnect.backoff.ms": 500,
+        "reconnect.backoff.max.ms": 10000,
     }
 
 

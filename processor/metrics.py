@@ -49,3 +49,9 @@ def counter_value(counter: Counter, **labels: str) -> float:
             if sample.name.endswith("_total") and sample.labels == labels:
                 return sample.value
     return 0.0
+
+EXECUTIONS_EXPIRED = Counter(
+    "flyte_state_executions_expired",
+    "Finished executions removed by retention, with their node, task and summary records",
+    registry=REGISTRY,
+)

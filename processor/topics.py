@@ -64,13 +64,7 @@ def ensure_topics(settings: Settings, admin: AdminClient | None = None) -> None:
     admin = admin or admin_client(settings)
     specs = topic_specs(settings)
 
-    try:
-        metadata = admin.list_topics(timeout=ADMIN_TIMEOUT_SECONDS)
-    except KafkaException as error:
-        raise ConfigError(
-            f"cannot read topic metadata from {settings.bootstrap_servers}: {error}. "
-            "Check KAFKA_BOOTSTRAP_SERVERS and that the broker is running."
-        ) from None
+    metadata = read_metadata(admin, settings)
 
     missing = [spec for spec in specs if spec.name not in metadata.topics]
     if missing and not settings.create_topics:
@@ -90,6 +84,37 @@ def ensure_topics(settings: Settings, admin: AdminClient | None = None) -> None:
     existing = [spec for spec in specs if spec.name not in created]
     _check_partitions(settings, existing, metadata)
     _check_compaction(admin, [spec for spec in existing if spec.compacted])
+
+
+def read_metadata(admin: AdminClient, settings: Settings):
+    """Read cluster metadata, retrying with backoff until ``settings.connect_timeout_seconds`` pass.
+
+    Raises ConfigError naming the bootstrap address when the broker cannot be
+    reached in time.
+    """
+    deadline = time.monotonic() + settings.connect_timeout_seconds
+    delay = 1.0
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            return admin.list_topics(timeout=max(1.0, min(10.0, remaining)))
+        except KafkaException as error:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ConfigError(
+                    f"cannot reach Kafka at {settings.bootstrap_servers} within "
+                    f"{settings.connect_timeout_seconds:.0f} s: {error.args[0].str()}. Check KAFKA_BOOTSTRAP_SERVERS "
+                    "and that the broker runs, or raise FLYTE_STATE_CONNECT_TIMEOUT_SECONDS."
+                ) from None
+            wait = min(delay, remaining)
+            log.warning(
+                "cannot reach Kafka at %s (%s); retrying in %.0f s",
+                settings.bootstrap_servers,
+                error.args[0].str(),
+                wait,
+            )
+            time.sleep(wait)
+            delay = min(delay * 2, 15.0)
 
 
 def _create(admin: AdminClient, specs: list[TopicSpec]) -> set[str]:

@@ -13,11 +13,21 @@ from dataclasses import dataclass
 
 import faust
 
-from processor import metrics
+from processor import metrics, retention
 from processor.config import Settings
 from processor.events import DeadLetterReason
 from processor.fold.execution import ExecutionFolder, RecordKind
-from processor.routing import DeadLetter, FoldHere, InputRecord, RecordRouter, Repartition, dead_letter_headers
+from processor.messages import WorkflowExecutionState
+from processor.routing import (
+    DeadLetter,
+    FoldHere,
+    InputRecord,
+    RecordRouter,
+    Repartition,
+    dead_letter_headers,
+    header_value,
+    partition_for_key,
+)
 from topologies.table_store import TableStateStore
 
 log = logging.getLogger(__name__)
@@ -96,11 +106,11 @@ class ExecutionStateTopology:
             settings.repartition_topic, key_serializer="raw", value_serializer="raw"
         )
         self.dead_letter_topic = app.topic(topics.dead_letter, key_serializer="raw", value_serializer="raw")
-        self.state_topics = {
-            RecordKind.WORKFLOW: app.topic(topics.workflow_state, key_serializer="raw", value_serializer="raw"),
-            RecordKind.NODE: app.topic(topics.node_state, key_serializer="raw", value_serializer="raw"),
-            RecordKind.TASK: app.topic(topics.task_state, key_serializer="raw", value_serializer="raw"),
-            RecordKind.SUMMARY: app.topic(topics.summary_state, key_serializer="raw", value_serializer="raw"),
+        self.state_topic_names = {
+            RecordKind.WORKFLOW: topics.workflow_state,
+            RecordKind.NODE: topics.node_state,
+            RecordKind.TASK: topics.task_state,
+            RecordKind.SUMMARY: topics.summary_state,
         }
 
         # key_type/value_type bytes give the tables the raw codec, which their
@@ -117,6 +127,20 @@ class ExecutionStateTopology:
         # One agent instance: with concurrency above 1 faust can commit the
         # offset of an event whose fold has not finished.
         app.agent(self.input_topic, name="fold-execution-events", concurrency=1)(self._consume)
+        app.timer(settings.retention_sweep_seconds, on_leader=False)(self._request_retention_sweeps)
+
+        self.assigned_at = time.monotonic()
+        app.on_partitions_assigned.connect(self._on_partitions_assigned)
+        self.tables[RecordKind.WORKFLOW].on_recover(self._log_recovery)
+
+    async def _on_partitions_assigned(self, sender, assigned, **kwargs) -> None:
+        self.assigned_at = time.monotonic()
+        log.info("assigned %d partitions; recovering tables", len(assigned))
+
+    async def _log_recovery(self) -> None:
+        elapsed = time.monotonic() - self.assigned_at
+        sizes = ", ".join(f"{TABLE_NAMES[kind]}={len(table)}" for kind, table in self.tables.items())
+        log.info("table recovery finished in %.1f s; keys per table: %s", elapsed, sizes)
 
     async def _consume(self, stream) -> None:
         async for event in stream.events():
@@ -130,6 +154,9 @@ class ExecutionStateTopology:
                 headers=list(message.headers or ()),
             )
             try:
+                if self.is_sweep_request(record):
+                    await self.sweep_partition(record)
+                    continue
                 await self.handle(record)
             except Exception:
                 # A failed publish leaves state topics behind the tables. Exit
@@ -144,6 +171,13 @@ class ExecutionStateTopology:
                 )
                 logging.shutdown()
                 os._exit(EXIT_PUBLISH_FAILED)
+
+    def is_sweep_request(self, record: InputRecord) -> bool:
+        # Only the worker itself writes control records, to the repartition topic.
+        return (
+            record.topic == self.settings.repartition_topic
+            and header_value(record.headers, retention.CONTROL_HEADER) == retention.RETENTION_SWEEP
+        )
 
     async def handle(self, record: InputRecord) -> None:
         """Route one record and carry out the decision: fold, forward or dead-letter."""
@@ -201,11 +235,63 @@ class ExecutionStateTopology:
                 result.detail,
             )
 
-        for change in result.changes:
-            await self.state_topics[change.kind].send(
-                key=change.key.encode(), value=change.state.SerializeToString()
+        await self.publish(result.changes)
+
+    async def publish(self, changes) -> None:
+        """Send changed records, or tombstones, to their state topics.
+
+        faust flushes its producer before it commits an offset, so a record is
+        never lost when the worker dies between publishing and committing.
+        """
+        for change in changes:
+            value = change.state.SerializeToString() if change.state is not None else None
+            await self.app.producer.send(
+                self.state_topic_names[change.kind], change.key.encode(), value, None, None, None
             )
             metrics.STATE_RECORDS_PUBLISHED.labels(kind=change.kind.value).inc()
+
+    async def _request_retention_sweeps(self) -> None:
+        """Send one sweep control record to each repartition-topic partition this worker holds."""
+        now = time.time()
+        for partition in sorted(
+            tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.settings.repartition_topic
+        ):
+            await self.repartition_topic.send(
+                key=retention.RETENTION_SWEEP,
+                value=retention.sweep_record(now),
+                partition=partition,
+                headers=[(retention.CONTROL_HEADER, retention.RETENTION_SWEEP)],
+            )
+
+    async def sweep_partition(self, record: InputRecord) -> None:
+        """Remove the expired executions of the record's partition and tombstone their records."""
+        try:
+            now = retention.parse_sweep_record(record.value or b"")
+        except (ValueError, KeyError) as error:
+            await self.dead_letter(record, DeadLetterReason.UNDECODABLE, f"invalid sweep record: {error}")
+            return
+
+        def workflows_of_partition():
+            for raw_key, raw_value in list(self.tables[RecordKind.WORKFLOW].items()):
+                if partition_for_key(raw_key, self.settings.partitions) != record.partition:
+                    continue
+                state = WorkflowExecutionState()
+                state.ParseFromString(raw_value)
+                yield raw_key.decode(), state
+
+        expired = list(
+            retention.expired_execution_keys(workflows_of_partition(), now, self.settings.retention_seconds)
+        )
+        for execution_key in expired:
+            tombstones = self.folder.remove_execution(execution_key)
+            await self.publish(tombstones)
+            metrics.EXECUTIONS_EXPIRED.inc()
+            log.info(
+                "removed expired execution %s (%d records) on partition %d",
+                execution_key,
+                len(tombstones),
+                record.partition,
+            )
 
     async def dead_letter(self, record: InputRecord, reason: DeadLetterReason, detail: str) -> None:
         headers = dead_letter_headers(record, reason, detail)

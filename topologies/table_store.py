@@ -29,3 +29,6 @@ class TableStateStore:
 
     def put(self, kind: RecordKind, key: str, state: Message) -> None:
         self.tables[kind][key.encode()] = state.SerializeToString()
+
+    def delete(self, kind: RecordKind, key: str) -> None:
+        self.tables[kind].pop(key.encode(), None)

@@ -53,6 +53,8 @@ class StateStore(Protocol):
 
     def put(self, kind: RecordKind, key: str, state: Message) -> None: ...
 
+    def delete(self, kind: RecordKind, key: str) -> None: ...
+
 
 class InMemoryStateStore:
     """A StateStore over plain dicts; records are stored as given, not copied."""
@@ -66,14 +68,17 @@ class InMemoryStateStore:
     def put(self, kind: RecordKind, key: str, state: Message) -> None:
         self.records[kind][key] = state
 
+    def delete(self, kind: RecordKind, key: str) -> None:
+        self.records[kind].pop(key, None)
+
 
 @dataclass(frozen=True)
 class StateChange:
-    """A record that changed and must be published to its state topic."""
+    """A record that changed and must be published to its state topic; ``state`` None is a tombstone."""
 
     kind: RecordKind
     key: str
-    state: Message
+    state: Optional[Message]
 
 
 @dataclass
@@ -133,6 +138,8 @@ class ExecutionFolder:
             return result
 
         self._ensure_workflow(result, event)
+        if previous is None:
+            self._register_child(event, "node_keys")
         if not self._store_change(result, RecordKind.NODE, event.entity_key, previous, transition):
             return result
 
@@ -153,6 +160,8 @@ class ExecutionFolder:
             return result
 
         self._ensure_workflow(result, event)
+        if previous is None:
+            self._register_child(event, "task_keys")
         if not self._store_change(result, RecordKind.TASK, event.entity_key, previous, transition):
             return result
 
@@ -197,6 +206,27 @@ class ExecutionFolder:
             result, RecordKind.WORKFLOW, event.execution_key, None, Transition(state, Outcome.APPLIED, True)
         )
         self._update_summary(result, event, workflow=state)
+
+    def _register_child(self, event: ExecutionEvent, field_name: str) -> None:
+        """Remember a new node or task key in its workflow record, for retention."""
+        workflow = self.store.get(RecordKind.WORKFLOW, event.execution_key)
+        updated = WorkflowExecutionState()
+        updated.CopyFrom(workflow)
+        getattr(updated, field_name).append(event.entity_key)
+        self.store.put(RecordKind.WORKFLOW, event.execution_key, updated)
+
+    def remove_execution(self, execution_key: str) -> list[StateChange]:
+        """Delete an execution's workflow, node, task and summary records; return their tombstones."""
+        workflow = self.store.get(RecordKind.WORKFLOW, execution_key)
+        if workflow is None:
+            return []
+
+        removed = [(RecordKind.NODE, key) for key in workflow.node_keys]
+        removed += [(RecordKind.TASK, key) for key in workflow.task_keys]
+        removed += [(RecordKind.SUMMARY, execution_key), (RecordKind.WORKFLOW, execution_key)]
+        for kind, key in removed:
+            self.store.delete(kind, key)
+        return [StateChange(kind, key, None) for kind, key in removed]
 
     def _update_summary(
         self,
