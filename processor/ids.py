@@ -39,7 +39,7 @@ def _check_part(kind: str, value: str, *, allow_empty: bool = False) -> None:
     if len(value) > MAX_PART_LENGTH:
         raise InvalidIdError(f"{kind} is longer than {MAX_PART_LENGTH} characters")
 
-    if not _PART_PATTERN.match(value):
+    if not _PART_PATTERN.fullmatch(value):
         raise InvalidIdError(f"invalid {kind} {value!r}: only letters, digits, '.', '-' and '_' are allowed")
 
 
@@ -73,6 +73,8 @@ def parse_execution_key(key: str) -> identifier_pb2.WorkflowExecutionIdentifier:
     rest = key
     if "/" in key:
         org, rest = key.split("/", 1)
+        if not org:
+            raise InvalidIdError(f"invalid execution key {key!r}: the org before '/' is empty")
 
     parts = rest.split(":")
     if len(parts) != 3:

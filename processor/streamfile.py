@@ -6,7 +6,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import BinaryIO, Iterator
 
 from google.protobuf import json_format
 
@@ -33,6 +33,8 @@ def parse_line(text: str, source: str, line_number: int) -> ExecutionEvent:
 
     if not isinstance(document, dict) or "kind" not in document or "event" not in document:
         raise StreamFileError(f'{where}: expected an object with "kind" and "event"')
+    if not isinstance(document["event"], dict):
+        raise StreamFileError(f'{where}: "event" must be an object, got {type(document["event"]).__name__}')
 
     try:
         kind = EventKind(document["kind"])
@@ -51,8 +53,13 @@ def parse_line(text: str, source: str, line_number: int) -> ExecutionEvent:
         raise StreamFileError(f"{where}: {error.detail}") from None
 
 
-def _read_lines(handle: TextIO, source: str) -> Iterator[StreamLine | StreamFileError]:
-    for line_number, text in enumerate(handle, start=1):
+def _read_lines(handle: BinaryIO, source: str) -> Iterator[StreamLine | StreamFileError]:
+    for line_number, raw in enumerate(handle, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            yield StreamFileError(f"{source}:{line_number}: line is not valid UTF-8: {error}")
+            continue
         if not text.strip():
             continue
         try:
@@ -67,9 +74,9 @@ def read_stream_lenient(path: str) -> Iterator[StreamLine | StreamFileError]:
     ``-`` reads standard input.
     """
     if path == "-":
-        yield from _read_lines(sys.stdin, "<stdin>")
+        yield from _read_lines(sys.stdin.buffer, "<stdin>")
         return
-    with Path(path).open(encoding="utf-8") as handle:
+    with Path(path).open("rb") as handle:
         yield from _read_lines(handle, path)
 
 

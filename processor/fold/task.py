@@ -231,7 +231,7 @@ def merge_subtasks(state: TaskExecutionState, event: event_pb2.TaskExecutionEven
         copy.CopyFrom(source)
         new_sources[identity] = copy
 
-    for report in event.external_resources:
+    for report in event.metadata.external_resources:
         identity = (report.index, report.retry_attempt)
         current = merged.get(identity)
         source = new_sources.get(identity)

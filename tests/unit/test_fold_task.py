@@ -407,12 +407,6 @@ def test_metadata_names():
     assert metadata.instance_class == event_pb2.TaskExecutionMetadata.INTERRUPTIBLE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="merge_subtasks reads event.external_resources, a field TaskExecutionEvent does not have "
-    "(the list is event.metadata.external_resources)",
-)
 def test_metadata_external_resources():
     first = event_pb2.TaskExecutionMetadata(
         external_resources=[event_pb2.ExternalResourceInfo(index=1, external_id="job-1", phase=Phase.RUNNING)],
@@ -494,11 +488,6 @@ def test_older_custom_info_under_stored():
     assert json_format.MessageToDict(closure_of(transition.state).custom_info) == {"a": 1, "b": 2}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="merge_subtasks reads event.external_resources, which TaskExecutionEvent does not have",
-)
 def test_first_event_with_subtasks():
     metadata = event_pb2.TaskExecutionMetadata(external_resources=[event_pb2.ExternalResourceInfo(index=0)])
 
