@@ -235,7 +235,7 @@ class ExecutionStateTopology:
                 result.detail,
             )
 
-        await self.publish(result.changes)
+        await self.publish(result.records_to_publish)
 
     async def publish(self, changes) -> None:
         """Send changed records, or tombstones, to their state topics.

@@ -89,6 +89,15 @@ class FoldResult:
     detail: str = ""
     changes: list[StateChange] = field(default_factory=list)
 
+    # Current records to publish again, unchanged, because the event was a
+    # replay: after a crash the tables can hold a change whose state record
+    # never reached its topic, and re-sending the current record repairs that.
+    republish: list[StateChange] = field(default_factory=list)
+
+    @property
+    def records_to_publish(self) -> list[StateChange]:
+        return [*self.changes, *self.republish]
+
 
 class ExecutionFolder:
     """Fold decoded events into the records of their execution."""
@@ -108,11 +117,23 @@ class ExecutionFolder:
         transition = workflow_fold.fold_workflow_event(previous, event.message)
         result = FoldResult(transition.outcome, transition.detail)
         if transition.state is previous:
+            if transition.replayed:
+                self._republish_current(result, RecordKind.WORKFLOW, event)
             return result
 
         if self._store_change(result, RecordKind.WORKFLOW, event.entity_key, previous, transition):
             self._update_summary(result, event, workflow=transition.state)
         return result
+
+    def _republish_current(self, result: FoldResult, kind: RecordKind, event: ExecutionEvent) -> None:
+        records = [(kind, event.entity_key), (RecordKind.SUMMARY, event.execution_key)]
+        if kind is not RecordKind.WORKFLOW:
+            # The event may have created the inferred workflow record.
+            records.append((RecordKind.WORKFLOW, event.execution_key))
+        for record_kind, key in records:
+            state = self.store.get(record_kind, key)
+            if state is not None:
+                result.republish.append(StateChange(record_kind, key, public_view(state, keep_version=True)))
 
     def _check_cluster(self, event: ExecutionEvent) -> Optional[FoldResult]:
         """Reject a node or task event from a cluster that did not own the execution when it occurred."""
@@ -135,6 +156,8 @@ class ExecutionFolder:
         transition = node_fold.fold_node_event(previous, event.message)
         result = FoldResult(transition.outcome, transition.detail)
         if transition.state is previous:
+            if transition.replayed:
+                self._republish_current(result, RecordKind.NODE, event)
             return result
 
         self._ensure_workflow(result, event)
@@ -157,6 +180,8 @@ class ExecutionFolder:
         transition = task_fold.fold_task_event(previous, event.message)
         result = FoldResult(transition.outcome, transition.detail)
         if transition.state is previous:
+            if transition.replayed:
+                self._republish_current(result, RecordKind.TASK, event)
             return result
 
         self._ensure_workflow(result, event)

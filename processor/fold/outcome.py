@@ -37,3 +37,6 @@ class Transition(Generic[StateT]):
     outcome: Outcome
     changed: bool
     detail: str = ""
+
+    # True when the record had already folded this very event (same fingerprint).
+    replayed: bool = False

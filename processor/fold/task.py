@@ -40,7 +40,7 @@ def fold_task_event(state: TaskExecutionState | None, event: event_pb2.TaskExecu
 
     event_fingerprint = ledger.fingerprint(event)
     if state is not None and event_fingerprint in state.seen_fingerprints:
-        return Transition(state, Outcome.DUPLICATE, False, "event was already folded")
+        return Transition(state, Outcome.DUPLICATE, False, "event was already folded", replayed=True)
 
     new_state = TaskExecutionState()
     if state is not None:

@@ -51,7 +51,7 @@ def fold_workflow_event(
 
     event_fingerprint = ledger.fingerprint(event)
     if state is not None and event_fingerprint in state.seen_fingerprints:
-        return Transition(state, Outcome.DUPLICATE, False, "event was already folded")
+        return Transition(state, Outcome.DUPLICATE, False, "event was already folded", replayed=True)
 
     new_state = WorkflowExecutionState()
     if state is not None:
