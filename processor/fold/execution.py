@@ -116,24 +116,63 @@ class ExecutionFolder:
         previous = self.store.get(RecordKind.WORKFLOW, event.entity_key)
         transition = workflow_fold.fold_workflow_event(previous, event.message)
         result = FoldResult(transition.outcome, transition.detail)
-        if transition.state is previous:
-            if transition.replayed:
-                self._republish_current(result, RecordKind.WORKFLOW, event)
+        if transition.state is previous and not transition.replayed:
             return result
 
-        if self._store_change(result, RecordKind.WORKFLOW, event.entity_key, previous, transition):
-            self._update_summary(result, event, workflow=transition.state)
+        if transition.state is not previous:
+            self._store_change(result, RecordKind.WORKFLOW, event.entity_key, previous, transition)
+        workflow = self.store.get(RecordKind.WORKFLOW, event.entity_key)
+        self._sync_summary(result, event, workflow.last_event_occurred_at, workflow=workflow)
+
+        if transition.replayed:
+            self._republish(result, [(RecordKind.WORKFLOW, event.entity_key), (RecordKind.SUMMARY, event.execution_key)])
         return result
 
-    def _republish_current(self, result: FoldResult, kind: RecordKind, event: ExecutionEvent) -> None:
-        records = [(kind, event.entity_key), (RecordKind.SUMMARY, event.execution_key)]
-        if kind is not RecordKind.WORKFLOW:
-            # The event may have created the inferred workflow record.
-            records.append((RecordKind.WORKFLOW, event.execution_key))
-        for record_kind, key in records:
-            state = self.store.get(record_kind, key)
+    def _fold_node(self, event: ExecutionEvent) -> FoldResult:
+        return self._fold_child(event, RecordKind.NODE, node_fold.fold_node_event)
+
+    def _fold_task(self, event: ExecutionEvent) -> FoldResult:
+        return self._fold_child(event, RecordKind.TASK, task_fold.fold_task_event)
+
+    def _fold_child(self, event: ExecutionEvent, kind: RecordKind, fold_event) -> FoldResult:
+        """Fold a node or task event, then bring the workflow and summary records in line with the result.
+
+        The summary is synchronized from the record's current phase whether the
+        event changed the record or was a replay, so a summary write lost in a
+        crash is repaired when the event is replayed.
+        """
+        rejection = self._check_cluster(event)
+        if rejection is not None:
+            return rejection
+
+        previous = self.store.get(kind, event.entity_key)
+        transition = fold_event(previous, event.message)
+        result = FoldResult(transition.outcome, transition.detail)
+        if transition.state is previous and not transition.replayed:
+            return result
+
+        self._ensure_workflow(result, event)
+        if transition.state is not previous:
+            self._store_change(result, kind, event.entity_key, previous, transition)
+        current = self.store.get(kind, event.entity_key)
+        self._sync_summary(result, event, current.last_event_occurred_at, child=(kind, _phase_name(kind, current)))
+
+        if transition.replayed:
+            self._republish(
+                result,
+                [
+                    (kind, event.entity_key),
+                    (RecordKind.SUMMARY, event.execution_key),
+                    (RecordKind.WORKFLOW, event.execution_key),
+                ],
+            )
+        return result
+
+    def _republish(self, result: FoldResult, records: list[tuple[RecordKind, str]]) -> None:
+        for kind, key in records:
+            state = self.store.get(kind, key)
             if state is not None:
-                result.republish.append(StateChange(record_kind, key, public_view(state, keep_version=True)))
+                result.republish.append(StateChange(kind, key, public_view(state, keep_version=True)))
 
     def _check_cluster(self, event: ExecutionEvent) -> Optional[FoldResult]:
         """Reject a node or task event from a cluster that did not own the execution when it occurred."""
@@ -146,54 +185,6 @@ class ExecutionFolder:
             Outcome.INCOMPATIBLE_CLUSTER,
             f"producer {message.producer_id!r} does not own the execution, {owner!r} does",
         )
-
-    def _fold_node(self, event: ExecutionEvent) -> FoldResult:
-        rejection = self._check_cluster(event)
-        if rejection is not None:
-            return rejection
-
-        previous = self.store.get(RecordKind.NODE, event.entity_key)
-        transition = node_fold.fold_node_event(previous, event.message)
-        result = FoldResult(transition.outcome, transition.detail)
-        if transition.state is previous:
-            if transition.replayed:
-                self._republish_current(result, RecordKind.NODE, event)
-            return result
-
-        self._ensure_workflow(result, event)
-        if previous is None:
-            self._register_child(event, "node_keys")
-        if not self._store_change(result, RecordKind.NODE, event.entity_key, previous, transition):
-            return result
-
-        old_phase = node_phase_name(previous.node_execution.closure.phase) if previous is not None else None
-        new_phase = node_phase_name(transition.state.node_execution.closure.phase)
-        self._update_summary(result, event, node_phases=(old_phase, new_phase))
-        return result
-
-    def _fold_task(self, event: ExecutionEvent) -> FoldResult:
-        rejection = self._check_cluster(event)
-        if rejection is not None:
-            return rejection
-
-        previous = self.store.get(RecordKind.TASK, event.entity_key)
-        transition = task_fold.fold_task_event(previous, event.message)
-        result = FoldResult(transition.outcome, transition.detail)
-        if transition.state is previous:
-            if transition.replayed:
-                self._republish_current(result, RecordKind.TASK, event)
-            return result
-
-        self._ensure_workflow(result, event)
-        if previous is None:
-            self._register_child(event, "task_keys")
-        if not self._store_change(result, RecordKind.TASK, event.entity_key, previous, transition):
-            return result
-
-        old_phase = task_phase_name(previous.task_execution.closure.phase) if previous is not None else None
-        new_phase = task_phase_name(transition.state.task_execution.closure.phase)
-        self._update_summary(result, event, task_phases=(old_phase, new_phase))
-        return result
 
     def _store_change(
         self,
@@ -222,46 +213,42 @@ class ExecutionFolder:
         if self.store.get(RecordKind.WORKFLOW, event.execution_key) is not None:
             return
 
-        if event.kind is EventKind.NODE:
-            execution_id = event.message.id.execution_id
-        else:
-            execution_id = event.message.parent_node_execution_id.execution_id
-        state = workflow_fold.create_inferred(execution_id, event.message.occurred_at)
+        state = workflow_fold.create_inferred(_execution_id_of(event), event.message.occurred_at)
         self._store_change(
             result, RecordKind.WORKFLOW, event.execution_key, None, Transition(state, Outcome.APPLIED, True)
         )
-        self._update_summary(result, event, workflow=state)
-
-    def _register_child(self, event: ExecutionEvent, field_name: str) -> None:
-        """Remember a new node or task key in its workflow record, for retention."""
-        workflow = self.store.get(RecordKind.WORKFLOW, event.execution_key)
-        updated = WorkflowExecutionState()
-        updated.CopyFrom(workflow)
-        getattr(updated, field_name).append(event.entity_key)
-        self.store.put(RecordKind.WORKFLOW, event.execution_key, updated)
+        self._sync_summary(result, event, state.last_event_occurred_at, workflow=state)
 
     def remove_execution(self, execution_key: str) -> list[StateChange]:
         """Delete an execution's workflow, node, task and summary records; return their tombstones."""
-        workflow = self.store.get(RecordKind.WORKFLOW, execution_key)
-        if workflow is None:
-            return []
-
-        removed = [(RecordKind.NODE, key) for key in workflow.node_keys]
-        removed += [(RecordKind.TASK, key) for key in workflow.task_keys]
+        summary = self.store.get(RecordKind.SUMMARY, execution_key)
+        removed = []
+        if summary is not None:
+            removed += [(RecordKind.NODE, key) for key in sorted(summary.node_phases)]
+            removed += [(RecordKind.TASK, key) for key in sorted(summary.task_phases)]
         removed += [(RecordKind.SUMMARY, execution_key), (RecordKind.WORKFLOW, execution_key)]
-        for kind, key in removed:
-            self.store.delete(kind, key)
-        return [StateChange(kind, key, None) for kind, key in removed]
 
-    def _update_summary(
+        tombstones = []
+        for kind, key in removed:
+            if self.store.get(kind, key) is not None:
+                self.store.delete(kind, key)
+                tombstones.append(StateChange(kind, key, None))
+        return tombstones
+
+    def _sync_summary(
         self,
         result: FoldResult,
         event: ExecutionEvent,
+        occurred_at,
         *,
         workflow: Optional[WorkflowExecutionState] = None,
-        node_phases: Optional[tuple[Optional[str], str]] = None,
-        task_phases: Optional[tuple[Optional[str], str]] = None,
+        child: Optional[tuple[RecordKind, str]] = None,
     ) -> None:
+        """Bring the execution's summary in line with a workflow record or one child record's phase.
+
+        Every step is an assignment or a maximum, so running it again for the
+        same record changes nothing.
+        """
         previous = self.store.get(RecordKind.SUMMARY, event.execution_key)
         summary = ExecutionSummary()
         if previous is not None:
@@ -275,28 +262,50 @@ class ExecutionFolder:
             summary.finished = closure.phase in WORKFLOW_TERMINAL
             if closure.HasField("started_at"):
                 summary.started_at.CopyFrom(closure.started_at)
+            else:
+                summary.ClearField("started_at")
 
-        if node_phases is not None:
-            _move_count(summary.node_phase_counts, *node_phases)
-            summary.node_count = sum(summary.node_phase_counts.values())
-        if task_phases is not None:
-            _move_count(summary.task_phase_counts, *task_phases)
-            summary.task_count = sum(summary.task_phase_counts.values())
+        if child is not None:
+            kind, phase = child
+            if kind is RecordKind.NODE:
+                _set_phase(summary.node_phases, summary.node_phase_counts, event.entity_key, phase)
+                summary.node_count = len(summary.node_phases)
+            else:
+                _set_phase(summary.task_phases, summary.task_phase_counts, event.entity_key, phase)
+                summary.task_count = len(summary.task_phases)
 
-        occurred_at = event.message.occurred_at
         summary.latest_event_occurred_at.CopyFrom(timestamps.latest(summary.latest_event_occurred_at, occurred_at))
         summary.updated_at.CopyFrom(summary.latest_event_occurred_at)
 
         if previous is not None:
-            comparable = ExecutionSummary()
-            comparable.CopyFrom(summary)
-            comparable.version = previous.version
-            if comparable == previous:
+            summary.version = previous.version
+            if summary == previous:
                 return
-
+        changed = previous is None or public_view(summary) != public_view(previous)
         self._store_change(
-            result, RecordKind.SUMMARY, event.execution_key, previous, Transition(summary, Outcome.APPLIED, True)
+            result, RecordKind.SUMMARY, event.execution_key, previous, Transition(summary, Outcome.APPLIED, changed)
         )
+
+
+def _phase_name(kind: RecordKind, state: Message) -> str:
+    if kind is RecordKind.NODE:
+        return node_phase_name(state.node_execution.closure.phase)
+    return task_phase_name(state.task_execution.closure.phase)
+
+
+def _set_phase(phases, counts, key: str, phase: str) -> None:
+    """Record ``key``'s phase and move it between the phase counts; a no-op when it is already there."""
+    old_phase = phases.get(key)
+    if old_phase == phase:
+        return
+    if old_phase is not None:
+        remaining = counts[old_phase] - 1
+        if remaining > 0:
+            counts[old_phase] = remaining
+        else:
+            del counts[old_phase]
+    phases[key] = phase
+    counts[phase] = counts[phase] + 1
 
 
 def _execution_id_of(event: ExecutionEvent):
@@ -305,16 +314,3 @@ def _execution_id_of(event: ExecutionEvent):
     if event.kind is EventKind.NODE:
         return event.message.id.execution_id
     return event.message.parent_node_execution_id.execution_id
-
-
-def _move_count(counts, old_phase: Optional[str], new_phase: str) -> None:
-    """Move one record from old_phase to new_phase in a phase-count map; None means newly created."""
-    if old_phase == new_phase:
-        return
-    if old_phase is not None:
-        remaining = counts[old_phase] - 1
-        if remaining > 0:
-            counts[old_phase] = remaining
-        else:
-            del counts[old_phase]
-    counts[new_phase] = counts[new_phase] + 1
