@@ -30,8 +30,8 @@ SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 SSL_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
-_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+_TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
+_FALSE_VALUES = frozenset({"0", "false", "no", "off"})
 
 
 def _config_error(message: str) -> Exception:
@@ -182,9 +182,9 @@ def _parse_bool(name: str, text: str | None, default: bool) -> bool:
     if text is None:
         return default
     lowered = text.strip().lower()
-    if lowered in _TRUE_WORDS:
+    if lowered in _TRUE_VALUES:
         return True
-    if lowered in _FALSE_WORDS:
+    if lowered in _FALSE_VALUES:
         return False
     raise _config_error(f"{name}={text!r} is not a boolean: use true or false")
 
@@ -204,8 +204,9 @@ def confluent_settings(security: SecuritySettings) -> dict[str, str]:
         properties["sasl.username"] = security.sasl_username
         properties["sasl.password"] = security.sasl_password
     if security.uses_ssl:
-        # Without ssl.ca.location, librdkafka uses the system's CA store
-        # (confluent-kafka's wheels probe the standard paths).
+        # Without ssl.ca.location, librdkafka uses the system's CA store. Its
+        # ssl.ca.location documentation states that a build with static OpenSSL,
+        # as in the confluent-kafka 2.16 Linux wheels, probes standard paths.
         if security.ssl_cafile is not None:
             properties["ssl.ca.location"] = security.ssl_cafile
         if security.ssl_certfile is not None:
@@ -228,7 +229,7 @@ def ssl_context(security: SecuritySettings) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=security.ssl_cafile)
     except OSError as error:
         raise _config_error(
-            f"{SSL_CAFILE_ENV}={security.ssl_cafile!r}: cannot load CA certificates ({error}): "
+            f"{SSL_CAFILE_ENV}={security.ssl_cafile!r}: failed to load CA certificates ({error}): "
             "set it to a PEM file of CA certificates"
         ) from None
 
@@ -242,7 +243,7 @@ def ssl_context(security: SecuritySettings) -> ssl.SSLContext:
         except OSError as error:
             raise _config_error(
                 f"{SSL_CERTFILE_ENV}={security.ssl_certfile!r} and {SSL_KEYFILE_ENV}={security.ssl_keyfile!r}: "
-                f"cannot load the client certificate and key ({error}): check that they are "
+                f"failed to load the client certificate and key ({error}): check that they are "
                 f"PEM files of one key pair and that {SSL_KEY_PASSWORD_ENV} is the key's password"
             ) from None
 
