@@ -8,6 +8,9 @@ kafka_broker() picks the first source that applies:
    `docker info` reaches a Docker engine.
 3. scripts/kafka-local on free ports, with its instance directory under
    .local/kafka/test-<port>, stopped and deleted at the end of the session.
+
+local_sasl_broker() always starts its own scripts/kafka-local instance with
+an extra SASL/PLAIN listener, because the brokers above have none.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -111,6 +115,74 @@ def local_script_broker() -> Iterator[str]:
 
     try:
         yield bootstrap_servers
+    finally:
+        reset = run_kafka_local("reset", env, KAFKA_LOCAL_STOP_TIMEOUT_SECONDS)
+        if reset.returncode != 0:
+            logger.error(
+                "scripts/kafka-local reset of %s failed with exit status %d: %s",
+                instance_dir,
+                reset.returncode,
+                reset.stderr,
+            )
+
+
+@dataclass(frozen=True)
+class SaslBroker:
+    """A local broker with a PLAINTEXT and a SASL_PLAINTEXT (PLAIN) listener."""
+
+    plaintext_bootstrap: str
+    sasl_bootstrap: str
+    users: Mapping[str, str]
+
+
+def kafka_local_unavailable_reason() -> str | None:
+    """Return why scripts/kafka-local cannot start a broker here, or None when it can.
+
+    Checks only that java and either the broker jars or mvn are present. The
+    script itself checks the Java version.
+    """
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else "java"
+    if shutil.which(java) is None:
+        return f"java not found (looked for {java!r}): install Java 17 or newer, or set JAVA_HOME"
+    have_jars = any((LOCAL_INSTANCES_DIR / "libs").glob("kafka_2.13-*.jar"))
+    if not have_jars and shutil.which("mvn") is None:
+        return "mvn not found and no broker jars in .local/kafka/libs: install Maven 3.8 or newer"
+    return None
+
+
+@contextlib.contextmanager
+def local_sasl_broker(users: Mapping[str, str]) -> Iterator[SaslBroker]:
+    """Start scripts/kafka-local with a SASL/PLAIN listener on free ports and reset it afterwards.
+
+    ``users`` maps user names to passwords that the SASL listener accepts.
+    """
+    port, controller_port, sasl_port = find_free_ports(3)
+    instance_dir = LOCAL_INSTANCES_DIR / f"test-sasl-{port}"
+    env = {
+        **os.environ,
+        "KAFKA_LOCAL_PORT": str(port),
+        "KAFKA_LOCAL_CONTROLLER_PORT": str(controller_port),
+        "KAFKA_LOCAL_SASL_PORT": str(sasl_port),
+        "KAFKA_LOCAL_SASL_USERS": ",".join(f"{name}:{password}" for name, password in users.items()),
+        "KAFKA_LOCAL_DIR": str(instance_dir),
+    }
+
+    started = run_kafka_local("start", env, KAFKA_LOCAL_START_TIMEOUT_SECONDS)
+    if started.returncode != 0:
+        raise RuntimeError(
+            f"scripts/kafka-local start with a SASL listener failed with exit status {started.returncode}. "
+            f"Logs are in {instance_dir / 'logs'}.\n{started.stderr}"
+        )
+    broker = SaslBroker(
+        plaintext_bootstrap=started.stdout.strip().splitlines()[-1],
+        sasl_bootstrap=f"127.0.0.1:{sasl_port}",
+        users=dict(users),
+    )
+    logger.info("Started a local Kafka broker with SASL/PLAIN at %s in %s", broker.sasl_bootstrap, instance_dir)
+
+    try:
+        yield broker
     finally:
         reset = run_kafka_local("reset", env, KAFKA_LOCAL_STOP_TIMEOUT_SECONDS)
         if reset.returncode != 0:
