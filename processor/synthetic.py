@@ -1,12 +1,12 @@
 """Deterministic synthetic streams of Flyte execution events.
 
-``generate_executions(count, seed)`` builds executions whose events have the
-shapes flytepropeller emits: sequential and parallel task nodes, task retries,
-failing and aborted workflows, cache hits, dynamic nodes with children, map
-tasks with subtasks, launch plan nodes, log updates and reasons. The same
-arguments give the same events in every process, because all randomness comes
-from ``random.Random`` instances seeded with strings (string seeds do not
-depend on PYTHONHASHSEED).
+``generate_executions(count, seed)`` builds executions whose events are
+modelled on flytepropeller's: sequential and parallel task nodes, task
+retries, failing and aborted workflows, cache hits, dynamic nodes with
+children, map tasks with subtasks, launch plan nodes, log updates and
+reasons. The same arguments give the same events in every process, because
+all randomness comes from ``random.Random`` instances seeded with strings
+(string seeds do not depend on PYTHONHASHSEED).
 
 Within one execution the events are in emission order and occurred_at never
 decreases. Each entity (workflow, node, task attempt) gets strictly
@@ -36,7 +36,8 @@ WorkflowPhase = execution_pb2.WorkflowExecution
 NodePhase = execution_pb2.NodeExecution
 TaskPhase = execution_pb2.TaskExecution
 
-# producer_id of every event, as flytepropeller sets it by default.
+# producer_id of every event of an execution that does not move. The fold
+# treats "propeller" as a producer that any cluster may send.
 PRODUCER_ID = "propeller"
 
 # producer_id of the cluster that takes over an execution when cluster_moves is on.
@@ -73,7 +74,7 @@ _RETRYABLE_ERRORS = (
 )
 _FATAL_ERROR = ("USER:ValueError", "ValueError: bad shard 7", execution_pb2.ExecutionError.USER)
 
-# What a finished task attempt reports.
+# Terminal phases of a finished task attempt.
 _SUCCEEDED = TaskPhase.SUCCEEDED
 _RETRYABLE = TaskPhase.RETRYABLE_FAILED
 _FAILED = TaskPhase.FAILED
@@ -86,8 +87,8 @@ class SyntheticExecution:
     """One generated execution and its events in emission order.
 
     ``final_phase`` is the terminal WorkflowExecution.Phase of its last
-    workflow event. ``moved_cluster`` tells whether a second QUEUED workflow
-    event from MOVED_PRODUCER_ID hands the execution over; every later event
+    workflow event. ``moved_cluster`` is True when a second QUEUED workflow
+    event from MOVED_PRODUCER_ID hands the execution over. Every later event
     of the execution then carries that producer_id.
     """
 
@@ -130,7 +131,7 @@ class _ExecutionWriter:
         return timestamp_pb2.Timestamp(seconds=self._now)
 
     def node(self, node_id: str) -> _Node:
-        """Return the ids of a node; its task is named after the node."""
+        """Return the ids of a top-level node and of its task, which is named after the node."""
         return self.child_node(node_id, node_id, parent_node_id="")
 
     def child_node(self, node_id: str, spec_node_id: str, *, parent_node_id: str) -> _Node:
@@ -173,7 +174,7 @@ class _ExecutionWriter:
         error: Optional[execution_pb2.ExecutionError] = None,
         **fields,
     ) -> None:
-        """Append a node event; ``first`` adds the input URI and the fields sent only at the start."""
+        """Append a node event. ``first`` adds the input URI and the fields sent only at the start."""
         message = event_pb2.NodeExecutionEvent(
             id=node.id,
             producer_id=self.producer_id,
@@ -245,7 +246,7 @@ class _ExecutionWriter:
         self.events.append(keyed_event(EventKind.TASK, message))
 
     def log(self, node: _Node, attempt: int, name: str, **flags: bool) -> execution_pb2.TaskLog:
-        """Return a task log link of one attempt; ``name`` picks the log system."""
+        """Return a task log link of one attempt, for the log system called ``name``."""
         pod = f"{self.execution_id.name}-{node.node_id}-{attempt}"
         uri = f"{_CONSOLE}/{name.lower().replace(' ', '-')}/{self.execution_id.project}/{pod}"
         return execution_pb2.TaskLog(uri=uri, name=name, message_format=execution_pb2.TaskLog.CSV, **flags)
@@ -284,7 +285,7 @@ def _drain(steps: Step) -> None:
 
 
 def _start_attempt(writer: _ExecutionWriter, node: _Node, attempt: int, logs: list[execution_pb2.TaskLog]) -> Step:
-    """Emit an attempt from QUEUED up to RUNNING, with log updates; ``logs`` receives the current logs."""
+    """Emit an attempt from QUEUED up to RUNNING, with log updates, and append its current logs to ``logs``."""
     rng = writer.rng
     writer.task_event(node, attempt, TaskPhase.QUEUED, 0, reason="task submitted to K8s")
     yield
@@ -367,7 +368,7 @@ def _start_task_node(writer: _ExecutionWriter, node: _Node, failed_attempts: int
 
 
 def _task_node(writer: _ExecutionWriter, node: _Node, failed_attempts: int = 0) -> Step:
-    """A task node that succeeds, after ``failed_attempts`` failed attempts."""
+    """Emit a task node that succeeds after ``failed_attempts`` failed attempts."""
     logs: list = []
     cached = writer.rng.random() < 0.25
     yield from _start_task_node(writer, node, failed_attempts, logs, cached=cached)
@@ -385,14 +386,14 @@ def _task_node(writer: _ExecutionWriter, node: _Node, failed_attempts: int = 0) 
 
 
 def _cache_hit_node(writer: _ExecutionWriter, node: _Node) -> Step:
-    """A node served from the cache: one SUCCEEDED event and no task events."""
+    """Emit a node served from the cache: one SUCCEEDED event and no task events."""
     metadata = event_pb2.TaskNodeMetadata(cache_status=catalog_pb2.CACHE_HIT, catalog_key=_catalog_key(writer, node))
     writer.node_event(node, NodePhase.SUCCEEDED, first=True, output=True, task_node_metadata=metadata, target_entity=node.task_id)
     yield
 
 
 def _dynamic_node(writer: _ExecutionWriter, node: _Node) -> Step:
-    """A dynamic node: its task yields a workflow whose child nodes run in parallel."""
+    """Emit a dynamic node, whose task yields a workflow whose child nodes run in parallel."""
     rng = writer.rng
     writer.node_event(node, NodePhase.QUEUED, first=True, target_entity=node.task_id)
     yield
@@ -448,9 +449,9 @@ def _subtask(
 
 
 def _map_node(writer: _ExecutionWriter, node: _Node) -> Step:
-    """A map task: one task attempt whose RUNNING updates report subtask progress.
+    """Emit a map task: one task attempt whose RUNNING updates report subtask progress.
 
-    Each report lists every subtask's current attempt; a subtask that fails is
+    Each report lists every subtask's current attempt. A subtask that fails is
     reported once as RETRYABLE_FAILED and then as its next retry_attempt.
     """
     rng = writer.rng
@@ -496,7 +497,7 @@ def _map_node(writer: _ExecutionWriter, node: _Node) -> Step:
 
 
 def _launch_plan_node(writer: _ExecutionWriter, node: _Node) -> Step:
-    """A node that launches another execution; that execution's events are not generated."""
+    """Emit a node that launches another execution, whose own events are not generated."""
     execution_id = writer.execution_id
     launch_plan = identifier_pb2.Identifier(
         resource_type=identifier_pb2.LAUNCH_PLAN,
@@ -544,7 +545,7 @@ def _abort_task_node(writer: _ExecutionWriter, node: _Node, attempt: int, logs: 
 def _write_execution(
     writer: _ExecutionWriter, node_count: int, ending: int, moved_cluster: bool
 ) -> None:
-    """Emit a whole execution; ``ending`` is the terminal workflow phase it reaches."""
+    """Emit a whole execution that ends in the terminal workflow phase ``ending``."""
     rng = writer.rng
     writer.workflow_event(WorkflowPhase.QUEUED)
     if moved_cluster:
@@ -630,11 +631,11 @@ def generate_executions(
     larger ``count`` extends the list without changing its first executions.
     Executions start 0-3 s apart from ``start`` on, so they overlap in time.
     Each has ``min_nodes`` to ``max_nodes`` top-level nodes between start-node
-    and end-node; a share ``failure_rate`` fails (FAILING, then FAILED with the
-    error, a parallel node ABORTED) and a share ``abort_rate`` is aborted by
-    the user (ABORTING, then ABORTED). With ``cluster_moves`` a share
-    CLUSTER_MOVE_RATE of the executions moves to MOVED_PRODUCER_ID after its
-    first QUEUED event.
+    and end-node. A share ``failure_rate`` fails: FAILING, then FAILED with the
+    error, and a node running in parallel ABORTED. A share ``abort_rate`` is
+    aborted by the user: ABORTING, then ABORTED. With ``cluster_moves`` a
+    share CLUSTER_MOVE_RATE of the executions moves to MOVED_PRODUCER_ID after
+    its first QUEUED event.
 
     Raises ValueError for a negative count, rates outside [0, 1] or summing
     above 1, node bounds below 1 or in the wrong order, and a naive ``start``.
