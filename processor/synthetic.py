@@ -151,7 +151,9 @@ class _ExecutionWriter:
             retry_group="0" if parent_node_id else "",
         )
 
-    def workflow_event(self, phase: int, *, output_uri: str = "", error: Optional[execution_pb2.ExecutionError] = None) -> None:
+    def workflow_event(
+        self, phase: int, *, output_uri: str = "", error: Optional[execution_pb2.ExecutionError] = None
+    ) -> None:
         message = event_pb2.WorkflowExecutionEvent(
             execution_id=self.execution_id,
             producer_id=self.producer_id,
@@ -343,7 +345,9 @@ def _catalog_key(writer: _ExecutionWriter, node: _Node) -> catalog_pb2.CatalogMe
     )
 
 
-def _start_task_node(writer: _ExecutionWriter, node: _Node, failed_attempts: int, logs: list, *, cached: bool = False) -> Step:
+def _start_task_node(
+    writer: _ExecutionWriter, node: _Node, failed_attempts: int, logs: list, *, cached: bool = False
+) -> Step:
     """Emit a task node up to its last attempt RUNNING, after ``failed_attempts`` failed attempts.
 
     When ``cached`` the node reports a cache miss with its catalog key.
@@ -351,7 +355,9 @@ def _start_task_node(writer: _ExecutionWriter, node: _Node, failed_attempts: int
     writer.node_event(node, NodePhase.QUEUED, first=True, target_entity=node.task_id)
     yield
     if cached:
-        metadata = event_pb2.TaskNodeMetadata(cache_status=catalog_pb2.CACHE_MISS, catalog_key=_catalog_key(writer, node))
+        metadata = event_pb2.TaskNodeMetadata(
+            cache_status=catalog_pb2.CACHE_MISS, catalog_key=_catalog_key(writer, node)
+        )
         writer.node_event(node, NodePhase.RUNNING, task_node_metadata=metadata)
     else:
         writer.node_event(node, NodePhase.RUNNING)
@@ -388,7 +394,9 @@ def _task_node(writer: _ExecutionWriter, node: _Node, failed_attempts: int = 0) 
 def _cache_hit_node(writer: _ExecutionWriter, node: _Node) -> Step:
     """Emit a node served from the cache: one SUCCEEDED event and no task events."""
     metadata = event_pb2.TaskNodeMetadata(cache_status=catalog_pb2.CACHE_HIT, catalog_key=_catalog_key(writer, node))
-    writer.node_event(node, NodePhase.SUCCEEDED, first=True, output=True, task_node_metadata=metadata, target_entity=node.task_id)
+    writer.node_event(
+        node, NodePhase.SUCCEEDED, first=True, output=True, task_node_metadata=metadata, target_entity=node.task_id
+    )
     yield
 
 
@@ -489,7 +497,9 @@ def _map_node(writer: _ExecutionWriter, node: _Node) -> Step:
         writer.task_event(node, 0, TaskPhase.RUNNING, version, external_resources=report, **map_task)
         yield
 
-    report = [_subtask(writer, node, index, retry_attempt, _SUCCEEDED) for index, (retry_attempt, _) in enumerate(subtasks)]
+    report = [
+        _subtask(writer, node, index, retry_attempt, _SUCCEEDED) for index, (retry_attempt, _) in enumerate(subtasks)
+    ]
     writer.task_event(node, 0, _SUCCEEDED, output=True, external_resources=report, **map_task)
     yield
     writer.node_event(node, NodePhase.SUCCEEDED, output=True, is_array=True)
@@ -537,14 +547,16 @@ def _node_shape(writer: _ExecutionWriter, node: _Node) -> Step:
 
 def _abort_task_node(writer: _ExecutionWriter, node: _Node, attempt: int, logs: list, reason: str) -> None:
     writer.task_event(
-        node, attempt, TaskPhase.ABORTED, logs=logs, error=execution_pb2.ExecutionError(code="Task Aborted", message=reason)
+        node,
+        attempt,
+        TaskPhase.ABORTED,
+        logs=logs,
+        error=execution_pb2.ExecutionError(code="Task Aborted", message=reason),
     )
     writer.node_event(node, NodePhase.ABORTED, error=execution_pb2.ExecutionError(code="NodeAborted", message=reason))
 
 
-def _write_execution(
-    writer: _ExecutionWriter, node_count: int, ending: int, moved_cluster: bool
-) -> None:
+def _write_execution(writer: _ExecutionWriter, node_count: int, ending: int, moved_cluster: bool) -> None:
     """Emit a whole execution that ends in the terminal workflow phase ``ending``."""
     rng = writer.rng
     writer.workflow_event(WorkflowPhase.QUEUED)
@@ -560,7 +572,10 @@ def _write_execution(
     while index < stop_at:
         # Now and then two neighbouring nodes run in parallel.
         if index + 1 < stop_at and rng.random() < 0.25:
-            branches = [_node_shape(writer, writer.node(f"n{index}")), _node_shape(writer, writer.node(f"n{index + 1}"))]
+            branches = [
+                _node_shape(writer, writer.node(f"n{index}")),
+                _node_shape(writer, writer.node(f"n{index + 1}")),
+            ]
             _drain(_interleave(rng, branches))
             index += 2
         else:
@@ -625,7 +640,7 @@ def generate_executions(
     failure_rate: float = 0.15,
     abort_rate: float = 0.05,
 ) -> list[SyntheticExecution]:
-    """Generate ``count`` executions; equal arguments give equal events.
+    """Generate ``count`` executions. Equal arguments give equal events.
 
     Execution ``i`` depends only on ``seed``, ``i`` and the options, so a
     larger ``count`` extends the list without changing its first executions.

@@ -119,18 +119,24 @@ def closure_of(kind: RecordKind, state: Message):
     return state.task_execution.closure
 
 
+def result_of(closure) -> tuple:
+    """Return the closure's output_result oneof as (field name, content), the content being a URI or serialized bytes."""
+    field = closure.WhichOneof("output_result")
+    if field is None:
+        return (None, None)
+    if field == "output_uri":
+        return (field, closure.output_uri)
+    return (field, getattr(closure, field).SerializeToString(deterministic=True))
+
+
 def progress_facts(kind: RecordKind, state: Message) -> dict:
     """Return the order-independent facts of a record: phase, started_at, duration, result and subtask phases."""
     closure = closure_of(kind, state)
-    result_kind = closure.WhichOneof("output_result")
     facts = {
         "phase": closure.phase,
         "started_at": closure.started_at.ToJsonString() if closure.HasField("started_at") else None,
         "duration": closure.duration.ToJsonString() if closure.HasField("duration") else None,
-        "result_kind": result_kind,
-        "result": getattr(closure, result_kind).SerializeToString(deterministic=True)
-        if result_kind not in (None, "output_uri")
-        else (closure.output_uri if result_kind == "output_uri" else None),
+        "result": result_of(closure),
     }
     if kind is RecordKind.TASK:
         facts["subtask_phases"] = {
@@ -228,7 +234,10 @@ def cluster_move_events() -> tuple[ExecutionEvent, ExecutionEvent, ExecutionEven
         execution_id=execution_id, producer_id=synthetic.PRODUCER_ID, phase=WorkflowPhase.QUEUED, occurred_at=at(1)
     )
     moved = event_pb2.WorkflowExecutionEvent(
-        execution_id=execution_id, producer_id=synthetic.MOVED_PRODUCER_ID, phase=WorkflowPhase.QUEUED, occurred_at=at(2)
+        execution_id=execution_id,
+        producer_id=synthetic.MOVED_PRODUCER_ID,
+        phase=WorkflowPhase.QUEUED,
+        occurred_at=at(2),
     )
     node = event_pb2.NodeExecutionEvent(
         id=identifier_pb2.NodeExecutionIdentifier(node_id="n0", execution_id=execution_id),

@@ -254,7 +254,9 @@ def test_map_task_reports_subtasks(events):
     reports_by_task = defaultdict(list)
     for event in events_of(events, EventKind.TASK):
         if event.metadata.external_resources:
-            reports_by_task[(event.parent_node_execution_id.execution_id.name, event.parent_node_execution_id.node_id)].append(event)
+            reports_by_task[
+                (event.parent_node_execution_id.execution_id.name, event.parent_node_execution_id.node_id)
+            ].append(event)
     assert reports_by_task
 
     subtask_retried = False
@@ -313,7 +315,11 @@ def test_input_and_output_uris(events):
     tasks = events_of(events, EventKind.TASK)
 
     assert all(event.input_uri.endswith("/data/inputs.pb") for event in nodes if event.phase == NodePhase.QUEUED)
-    assert all(event.output_uri for event in nodes if event.phase == NodePhase.SUCCEEDED and event.id.node_id not in ("start-node", "end-node"))
+    assert all(
+        event.output_uri
+        for event in nodes
+        if event.phase == NodePhase.SUCCEEDED and event.id.node_id not in ("start-node", "end-node")
+    )
     assert all(event.output_uri for event in tasks if event.phase == TaskPhase.SUCCEEDED)
     assert all(event.HasField("error") for event in tasks if event.phase in (TaskPhase.FAILED, TaskPhase.ABORTED))
 
