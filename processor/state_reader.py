@@ -12,11 +12,12 @@ import uuid
 from typing import Callable, Optional
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from processor.config import Settings
 from processor.expectations import Records
 from processor.fold.execution import RecordKind
-from processor.kafka_clients import reader_config
+from processor.kafka_clients import client_config, reader_config
 
 
 class StateReader:
@@ -31,8 +32,8 @@ class StateReader:
         }
         self.records: dict[RecordKind, dict] = {kind: {} for kind in RecordKind}
         self.consumer = Consumer(reader_config(settings, group_id=f"{settings.app_id}-state-reader-{uuid.uuid4()}"))
+        self.admin = AdminClient(client_config(settings))
         self._assign()
-        self._at_end: set[tuple[str, int]] = set()
 
     def _assign(self) -> None:
         metadata = self.consumer.list_topics(timeout=30)
@@ -45,28 +46,43 @@ class StateReader:
         self.partition_count = len(assignment)
         self.consumer.assign(assignment)
 
+    def _end_offsets(self) -> dict[tuple[str, int], int]:
+        """Return the current end offset of every assigned partition, in one request to the brokers."""
+        request = {
+            TopicPartition(partition.topic, partition.partition): OffsetSpec.latest()
+            for partition in self.consumer.assignment()
+        }
+        futures = self.admin.list_offsets(request, request_timeout=30)
+        return {(partition.topic, partition.partition): future.result().offset for partition, future in futures.items()}
+
     def poll(self, seconds: float) -> int:
-        """Read for up to ``seconds``, stopping early once every partition is at its end; return records read."""
+        """Read for up to ``seconds``, stopping early once every partition reached the end it had on entry.
+
+        Returns the number of records read.
+        """
+        targets = self._end_offsets()
         deadline = time.monotonic() + seconds
+        positions = dict.fromkeys(targets, -1)
+        for partition in self.consumer.position(self.consumer.assignment()):
+            positions[(partition.topic, partition.partition)] = partition.offset
+
+        def caught_up() -> bool:
+            return all(positions[key] >= target or target == 0 for key, target in targets.items())
+
         read = 0
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not caught_up():
             message = self.consumer.poll(min(0.5, max(0.0, deadline - time.monotonic())))
             if message is None:
-                if len(self._at_end) == self.partition_count:
-                    break
                 continue
 
-            position = (message.topic(), message.partition())
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
-                    self._at_end.add(position)
-                    if len(self._at_end) == self.partition_count:
-                        break
+                    positions[(message.topic(), message.partition())] = message.offset()
                     continue
                 raise KafkaException(error)
 
-            self._at_end.discard(position)
+            positions[(message.topic(), message.partition())] = message.offset() + 1
             self._apply(message)
             read += 1
         return read
