@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from processor.events import EventKind
+from processor.security import SecuritySettings
+from processor.security import to_env as security_to_env
 
 
 class ConfigError(ValueError):
@@ -141,6 +143,9 @@ class Settings:
 
     log_level: str = "INFO"
 
+    # SASL and TLS settings of every Kafka client; see docs/security.md.
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+
     @property
     def repartition_topic(self) -> str:
         return self.topics.repartition or f"{self.app_id}-events-by-execution"
@@ -174,6 +179,7 @@ class Settings:
             retention_sweep_seconds=_env_float("FLYTE_STATE_RETENTION_SWEEP_SECONDS", cls.retention_sweep_seconds),
             connect_timeout_seconds=_env_float("FLYTE_STATE_CONNECT_TIMEOUT_SECONDS", cls.connect_timeout_seconds),
             log_level=_env("FLYTE_STATE_LOG_LEVEL", cls.log_level).upper(),
+            security=SecuritySettings.from_env(),
         )
         settings.validate()
         return settings
@@ -214,6 +220,7 @@ class Settings:
             "FLYTE_STATE_RETENTION_SWEEP_SECONDS": str(self.retention_sweep_seconds),
             "FLYTE_STATE_CONNECT_TIMEOUT_SECONDS": str(self.connect_timeout_seconds),
             "FLYTE_STATE_LOG_LEVEL": self.log_level,
+            **security_to_env(self.security),
         }
 
     def validate(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from processor.config import Settings
+from processor.security import confluent_settings
 
 # librdkafka's own log lines go through Python logging under this name.
 LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
@@ -19,6 +20,7 @@ def client_config(settings: Settings) -> dict:
         # logs each failure; back off instead.
         "reconnect.backoff.ms": 500,
         "reconnect.backoff.max.ms": 10000,
+        **confluent_settings(settings.security),
     }
 
 

@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from processor.config import ConfigError, Settings
@@ -53,10 +53,29 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return specs
 
 
+class _ClientErrors:
+    """Errors that librdkafka reports through error_cb, such as a failed SASL login."""
+
+    def __init__(self) -> None:
+        self.errors: list[KafkaError] = []
+
+    def __call__(self, error: KafkaError) -> None:
+        self.errors.append(error)
+
+    def authentication_error(self) -> KafkaError | None:
+        for error in self.errors:
+            if error.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
+                return error
+        return None
+
+
 def admin_client(settings: Settings) -> AdminClient:
     from processor.kafka_clients import client_config
 
-    return AdminClient(client_config(settings))
+    errors = _ClientErrors()
+    admin = AdminClient({**client_config(settings), "error_cb": errors})
+    admin.client_errors = errors
+    return admin
 
 
 def ensure_topics(settings: Settings, admin: AdminClient | None = None) -> None:
@@ -99,6 +118,12 @@ def read_metadata(admin: AdminClient, settings: Settings):
         try:
             return admin.list_topics(timeout=max(1.0, min(10.0, remaining)))
         except KafkaException as error:
+            authentication_error = _authentication_error(admin, error)
+            if authentication_error is not None:
+                raise ConfigError(
+                    f"authentication to Kafka at {settings.bootstrap_servers} failed: {authentication_error}. "
+                    "Check KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM."
+                ) from None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ConfigError(
@@ -115,6 +140,22 @@ def read_metadata(admin: AdminClient, settings: Settings):
             )
             time.sleep(wait)
             delay = min(delay * 2, 15.0)
+
+
+def _authentication_error(admin: AdminClient, error: KafkaException) -> str | None:
+    """Return the text of a rejected login, which no retry can fix; None for other failures."""
+    kafka_error = error.args[0]
+    if kafka_error.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
+        return kafka_error.str()
+
+    # librdkafka reports a failed SASL login through error_cb, and the
+    # metadata request itself only times out.
+    client_errors = getattr(admin, "client_errors", None)
+    if client_errors is None:
+        return None
+    admin.poll(0)
+    reported = client_errors.authentication_error()
+    return reported.str() if reported is not None else None
 
 
 def _create(admin: AdminClient, specs: list[TopicSpec]) -> set[str]:

@@ -18,6 +18,7 @@ from processor.config import Settings
 from processor.events import DeadLetterReason
 from processor.fold.execution import ExecutionFolder, RecordKind
 from processor.messages import WorkflowExecutionState
+from processor.security import faust_broker_credentials
 from processor.routing import (
     DeadLetter,
     FoldHere,
@@ -61,6 +62,7 @@ def build_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         producer_max_request_size=settings.max_record_bytes,
         web_enabled=False,
+        broker_credentials=faust_broker_credentials(settings.security),
     )
 
 

@@ -265,3 +265,48 @@ def test_kafka_local_rejects_invalid_sasl_settings(
     assert expected_error in result.stderr
     for password in ("secret-1", "se\"cret-2", "se cret-3"):
         assert password not in result.stderr
+
+
+def test_worker_folds_stream_over_sasl(sasl_broker: SaslBroker, tmp_path: Path) -> None:
+    from processor import expectations
+    from processor.config import Settings
+    from processor.publisher import EventPublisher
+    from processor.topics import ensure_topics
+    from processor.worker_process import WorkerProcess
+    from support import isolated_settings, stream_files, wait_for_facts
+
+    settings: Settings = isolated_settings(sasl_broker.sasl_bootstrap, tmp_path / "state").replace(
+        security=flyte_security()
+    )
+    ensure_topics(settings)
+    stream = stream_files()[0]
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        EventPublisher(settings).publish_files([str(stream)])
+        failures = wait_for_facts(settings, expectations.load(stream.with_suffix(".expect.json")), worker)
+    finally:
+        exit_code = worker.stop()
+
+    assert failures == []
+    assert exit_code == 0, worker.log_tail()
+
+
+def test_worker_wrong_password_exits(sasl_broker: SaslBroker, tmp_path: Path) -> None:
+    from support import isolated_settings
+
+    settings = isolated_settings(sasl_broker.sasl_bootstrap, tmp_path / "state").replace(
+        security=flyte_security(WRONG_PASSWORD), connect_timeout_seconds=20.0
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-m", "processor.cli", "worker"],
+        env={**os.environ, **settings.to_env()},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 2
+    assert "authentication to Kafka at" in result.stderr
+    assert WRONG_PASSWORD not in result.stderr
