@@ -1,0 +1,1231 @@
+"""Benchmark of the worker beside a bare fold loop and a faust floor, on one broker and one input.
+
+One run publishes one synthetic load (processor.synthetic) to topics of its
+own and then measures, one after another so that they do not share the CPU:
+
+1. bare loop: a confluent-kafka consumer that decodes and folds every event
+   over InMemoryStateStore, with no durability and no publishing. It is the
+   ceiling for Python.
+2. faust floor: a faust app with build_app's settings and one agent that only
+   iterates ``stream.events()``. It is the ceiling for a faust worker.
+3. product: the real worker with a rocksdb store, from the timestamp of its
+   first state record to the timestamp of its last.
+4. latency: events published at a steady rate to the running worker, each
+   from its produce() call to the moment its state record is read back.
+
+Each measurement runs in a process of its own, so peak RSS (VmHWM) is that
+measurement's alone. ``python -m processor.benchmark --help`` lists the
+options, and docs/benchmarks.md records a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from processor.config import Settings
+from processor.events import EventKind, decode_event
+from processor.fold.execution import ExecutionFolder, InMemoryStateStore, RecordKind
+from processor.kafka_clients import client_config, producer_config, reader_config
+from processor.synthetic import flatten, generate_executions
+from processor.topics import ensure_topics
+from processor.worker_process import WorkerProcess
+
+log = logging.getLogger("flyte_state.benchmark")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KAFKA_LOCAL_SCRIPT = REPO_ROOT / "scripts" / "kafka-local"
+
+DEFAULT_EVENTS = 200_000
+DEFAULT_EXECUTIONS = 2_000
+DEFAULT_SEED = 1
+DEFAULT_LATENCY_RATE = 5_000.0
+DEFAULT_LATENCY_SECONDS = 20.0
+DEFAULT_PHASE_TIMEOUT_SECONDS = 900.0
+DEFAULT_PROFILE_TOP = 25
+
+# Events the bare loop takes from one consume() call. Its per-batch figures
+# (writes if each key were written once per batch) use batches of this size.
+BARE_LOOP_BATCH = 1000
+
+# Sampling rate of py-spy, in samples per second.
+PROFILE_RATE = 100
+
+# Interval of the latency phase's producer loop; it sends the events due in each.
+PRODUCE_TICK_SECONDS = 0.002
+
+# The first start of scripts/kafka-local also downloads the broker jars with Maven.
+KAFKA_LOCAL_START_TIMEOUT_SECONDS = 600
+KAFKA_LOCAL_STOP_TIMEOUT_SECONDS = 120
+
+ADMIN_TIMEOUT_SECONDS = 30.0
+
+# Targets of the product brief.
+TARGET_SHARE_OF_FAUST_FLOOR = 0.8
+TARGET_EVENTS_PER_SECOND = 10_000.0
+TARGET_P99_SECONDS = 1.0
+
+
+class BenchmarkError(RuntimeError):
+    """A measurement could not finish; the message names the phase and its log file."""
+
+
+# ---------------------------------------------------------------------------
+# Broker
+
+
+def _free_ports(count: int) -> list[int]:
+    """Reserve ``count`` free TCP ports on 127.0.0.1 and release them for the broker to bind."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+        return ports
+
+
+@contextlib.contextmanager
+def benchmark_broker(bootstrap_servers: Optional[str]) -> Iterator[str]:
+    """Yield ``bootstrap_servers`` when given, else start scripts/kafka-local on free ports and reset it afterwards."""
+    if bootstrap_servers:
+        yield bootstrap_servers
+        return
+
+    port, controller_port = _free_ports(2)
+    instance_dir = REPO_ROOT / ".local" / "kafka" / f"bench-{port}"
+    env = {
+        **os.environ,
+        "KAFKA_LOCAL_PORT": str(port),
+        "KAFKA_LOCAL_CONTROLLER_PORT": str(controller_port),
+        "KAFKA_LOCAL_DIR": str(instance_dir),
+    }
+    print(f"starting a local broker with {KAFKA_LOCAL_SCRIPT} on port {port}", file=sys.stderr, flush=True)
+    started = subprocess.run(
+        [str(KAFKA_LOCAL_SCRIPT), "start"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=KAFKA_LOCAL_START_TIMEOUT_SECONDS,
+        check=False,
+    )
+    if started.returncode != 0:
+        raise BenchmarkError(
+            f"scripts/kafka-local start failed with exit status {started.returncode}; "
+            f"logs are in {instance_dir / 'logs'}:\n{started.stderr}"
+        )
+    try:
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        reset = subprocess.run(
+            [str(KAFKA_LOCAL_SCRIPT), "reset"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=KAFKA_LOCAL_STOP_TIMEOUT_SECONDS,
+            check=False,
+        )
+        if reset.returncode != 0:
+            log.error(
+                "scripts/kafka-local reset of %s failed with exit status %d: %s",
+                instance_dir,
+                reset.returncode,
+                reset.stderr,
+            )
+
+
+def _admin(settings: Settings) -> AdminClient:
+    return AdminClient(client_config(settings))
+
+
+def _partitions(admin: AdminClient, topics: list[str]) -> list[TopicPartition]:
+    metadata_ = admin.list_topics(timeout=ADMIN_TIMEOUT_SECONDS)
+    partitions = []
+    for topic in topics:
+        if topic not in metadata_.topics:
+            raise BenchmarkError(f"topic {topic} does not exist")
+        partitions.extend(TopicPartition(topic, partition) for partition in sorted(metadata_.topics[topic].partitions))
+    return partitions
+
+
+def _end_offsets(admin: AdminClient, topics: list[str]) -> dict[tuple[str, int], int]:
+    """Return the end offset of every partition of ``topics``."""
+    request = {partition: OffsetSpec.latest() for partition in _partitions(admin, topics)}
+    futures = admin.list_offsets(request, request_timeout=ADMIN_TIMEOUT_SECONDS)
+    return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
+
+
+def _committed_offsets(admin: AdminClient, group_id: str) -> dict[tuple[str, int], int]:
+    """Return the offsets that consumer group ``group_id`` committed; an empty dict before its first commit."""
+    futures = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group_id)], request_timeout=ADMIN_TIMEOUT_SECONDS
+    )
+    committed = futures[group_id].result()
+    return {(tp.topic, tp.partition): tp.offset for tp in committed.topic_partitions or []}
+
+
+def _wait_for_commits(
+    admin: AdminClient,
+    group_id: str,
+    topics: list[str],
+    timeout_seconds: float,
+    process: "_ChildProcess",
+    on_poll: Optional[Callable[[], None]] = None,
+) -> None:
+    """Wait until ``group_id`` committed the end offset of every partition of ``topics``.
+
+    faust flushes its producer before it commits, so once the worker's
+    commits reach the end, every state record of those events is in Kafka.
+    ``on_poll`` runs before each check, twice a second. Raises
+    BenchmarkError on timeout or when the process exits.
+    """
+    targets = _end_offsets(admin, topics)
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        if on_poll is not None:
+            on_poll()
+        committed = _committed_offsets(admin, group_id)
+        behind = sum(max(0, end - committed.get(key, 0)) for key, end in targets.items())
+        if behind == 0:
+            return
+        if process.exit_code() is not None:
+            raise BenchmarkError(
+                f"{process.name} exited with {process.exit_code()} while {behind} events were left; "
+                f"log: {process.log_path}\n{process.log_tail()}"
+            )
+        if time.monotonic() >= deadline:
+            raise BenchmarkError(
+                f"{process.name} still had {behind} events left after {timeout_seconds:.0f} s; log: {process.log_path}"
+            )
+        time.sleep(0.5)
+
+
+# ---------------------------------------------------------------------------
+# Load
+
+
+@dataclass(frozen=True)
+class LoadEvent:
+    """One serialized synthetic event, and what the latency phase matches its state record by."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    entity_key: str
+    occurred_at: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Load:
+    events: list[LoadEvent]
+    executions: int
+    max_nodes: int
+
+
+def _calibrate_max_nodes(events: int, executions: int, seed: int, start: datetime) -> int:
+    """Return the smallest max_nodes (min_nodes is 2) whose executions average at least events/executions events."""
+    target = events / executions
+    sample = min(executions, 100)
+    for max_nodes in range(2, 500):
+        generated = generate_executions(sample, seed, start=start, max_nodes=max_nodes)
+        if sum(len(execution.events) for execution in generated) / sample >= target:
+            return max_nodes
+    raise BenchmarkError(f"no execution shape gives {target:.0f} events per execution: pass more --executions")
+
+
+def build_load(settings: Settings, events: int, executions: int, seed: int, start: datetime) -> Load:
+    """Generate ``executions`` executions with enough nodes for ``events`` events, merged by occurred_at, cut at ``events``.
+
+    The cut leaves the last executions unfinished, as a stream read at any
+    moment would.
+    """
+    max_nodes = _calibrate_max_nodes(events, executions, seed, start)
+    while True:
+        flat = flatten(generate_executions(executions, seed, start=start, max_nodes=max_nodes))
+        if len(flat) >= events:
+            break
+        max_nodes += 1
+
+    encoded = []
+    for event in flat[:events]:
+        occurred_at = event.message.occurred_at
+        encoded.append(
+            LoadEvent(
+                topic=settings.topics.input_topic(event.kind),
+                key=event.execution_key.encode(),
+                value=event.message.SerializeToString(),
+                entity_key=event.entity_key,
+                occurred_at=(occurred_at.seconds, occurred_at.nanos),
+            )
+        )
+    return Load(events=encoded, executions=executions, max_nodes=max_nodes)
+
+
+class _DeliveryErrors:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def __call__(self, error: Optional[KafkaError], message) -> None:
+        if error is not None:
+            self.errors.append(f"{message.topic()}: {error.str()}")
+
+
+def _produce(producer: Producer, event: LoadEvent, on_delivery: _DeliveryErrors) -> None:
+    while True:
+        try:
+            producer.produce(event.topic, key=event.key, value=event.value, on_delivery=on_delivery)
+            return
+        except BufferError:
+            # The local queue is full: serve delivery reports to make room.
+            producer.poll(0.1)
+
+
+def _flush(producer: Producer, errors: _DeliveryErrors, settings: Settings) -> None:
+    remaining = producer.flush(60)
+    if remaining:
+        raise BenchmarkError(f"{remaining} events were not acknowledged by {settings.bootstrap_servers} within 60 s")
+    if errors.errors:
+        raise BenchmarkError(f"{len(errors.errors)} events failed to publish: {errors.errors[0]}")
+
+
+def publish_load(settings: Settings, load: Load) -> float:
+    """Publish every event as fast as the producer goes; return the seconds it took."""
+    producer = Producer(producer_config(settings))
+    errors = _DeliveryErrors()
+    started = time.perf_counter()
+    for event in load.events:
+        _produce(producer, event, errors)
+        producer.poll(0)
+    _flush(producer, errors, settings)
+    return time.perf_counter() - started
+
+
+# ---------------------------------------------------------------------------
+# Child processes: bare loop and faust floor
+
+
+def _peak_rss_kib(pid: int | str = "self") -> int:
+    """Return VmHWM, the peak resident set size, of process ``pid`` in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise BenchmarkError(f"/proc/{pid}/status has no VmHWM line")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """Return the user plus system CPU time that process ``pid`` and its threads used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    # utime and stime are fields 14 and 15 of proc(5); the slice starts at field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _write_json(path: Path, document: dict) -> None:
+    """Write ``document`` so that a reader sees the whole file or none of it."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(document))
+    partial.rename(path)
+
+
+class _CountingStateStore(InMemoryStateStore):
+    """InMemoryStateStore that counts writes, in total and as distinct keys per batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.batch_keys: set[tuple[RecordKind, str]] = set()
+
+    def put(self, kind: RecordKind, key: str, state) -> None:
+        super().put(kind, key, state)
+        self.writes += 1
+        self.batch_keys.add((kind, key))
+
+
+def run_bare_loop(settings: Settings, events: int, result_path: Path, idle_timeout_seconds: float) -> None:
+    """Consume the input topics from the beginning, decode and fold ``events`` events, and write the figures."""
+    consumer = Consumer(
+        {**reader_config(settings, group_id=f"{settings.app_id}-bare-loop"), "enable.partition.eof": False}
+    )
+    admin = _admin(settings)
+    partitions = _partitions(admin, list(settings.topics.inputs))
+    consumer.assign([TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in partitions])
+
+    kind_by_topic = {settings.topics.input_topic(kind): kind for kind in EventKind}
+    store = _CountingStateStore()
+    folder = ExecutionFolder(store)
+    folded = 0
+    state_changes = 0
+    batched_writes = 0
+    batched_changes = 0
+    first: Optional[float] = None
+    idle_since = time.monotonic()
+
+    while folded < events:
+        messages = consumer.consume(BARE_LOOP_BATCH, timeout=1.0)
+        if not messages:
+            if time.monotonic() - idle_since > idle_timeout_seconds:
+                raise BenchmarkError(
+                    f"bare loop read {folded} of {events} events, then none for {idle_timeout_seconds:.0f} s"
+                )
+            continue
+        idle_since = time.monotonic()
+        if first is None:
+            first = time.perf_counter()
+
+        store.batch_keys.clear()
+        changed_keys: set[tuple[RecordKind, str]] = set()
+        for message in messages:
+            if message.error() is not None:
+                raise KafkaException(message.error())
+            event = decode_event(kind_by_topic[message.topic()], message.value(), max_bytes=settings.max_event_bytes)
+            result = folder.fold(event)
+            state_changes += len(result.records_to_publish)
+            changed_keys.update((change.kind, change.key) for change in result.records_to_publish)
+            folded += 1
+        batched_writes += len(store.batch_keys)
+        batched_changes += len(changed_keys)
+
+    seconds = time.perf_counter() - first
+    consumer.close()
+    _write_json(
+        result_path,
+        {
+            "events": folded,
+            "seconds": seconds,
+            "table_writes": store.writes,
+            "state_changes": state_changes,
+            "batched_table_writes": batched_writes,
+            "batched_state_changes": batched_changes,
+            "peak_rss_kib": _peak_rss_kib(),
+        },
+    )
+
+
+def run_faust_floor(settings: Settings, events: int, result_path: Path) -> int:
+    """Run a faust worker whose one agent only iterates ``stream.events()``; write the figures after ``events`` events.
+
+    faust acknowledges each event once the loop body for it has run, as it
+    does for the product's agent. Runs until SIGTERM; returns faust's exit code.
+    """
+    import faust
+
+    from topologies.execution_state import build_app
+
+    app = build_app(settings)
+    topic = app.topic(*settings.topics.inputs, key_serializer="raw", value_serializer="raw")
+    progress = {"count": 0, "first": 0.0}
+
+    async def iterate(stream) -> None:
+        async for _ in stream.events():
+            now = time.perf_counter()
+            if progress["count"] == 0:
+                progress["first"] = now
+            progress["count"] += 1
+            if progress["count"] == events:
+                _write_json(
+                    result_path,
+                    {"events": events, "seconds": now - progress["first"], "peak_rss_kib": _peak_rss_kib()},
+                )
+
+    app.agent(topic, name="iterate-events", concurrency=1)(iterate)
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
+@dataclass
+class _ChildProcess:
+    """A child process of the benchmark with its log file."""
+
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def exit_code(self) -> Optional[int]:
+        return self.process.poll()
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout_seconds: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout_seconds)
+            except subprocess.TimeoutExpired:
+                log.warning(
+                    "%s (pid %d) did not stop within %.0f s of SIGTERM; killing it",
+                    self.name,
+                    self.process.pid,
+                    timeout_seconds,
+                )
+                self.process.kill()
+        return self.process.wait()
+
+
+def _start_child(
+    name: str, mode: str, settings: Settings, events: int, work_dir: Path, idle_timeout: float
+) -> tuple[_ChildProcess, Path]:
+    result_path = work_dir / f"{mode}.json"
+    log_path = work_dir / f"{mode}.log"
+    command = [
+        sys.executable,
+        "-m",
+        "processor.benchmark",
+        "--child",
+        mode,
+        "--result",
+        str(result_path),
+        "--events",
+        str(events),
+        "--timeout",
+        str(idle_timeout),
+    ]
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, **settings.to_env()},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
+    return _ChildProcess(name, process, log_path), result_path
+
+
+def _wait_for_result(child: _ChildProcess, result_path: Path, timeout_seconds: float) -> dict:
+    deadline = time.monotonic() + timeout_seconds
+    while not result_path.exists():
+        if child.exit_code() is not None:
+            raise BenchmarkError(
+                f"{child.name} exited with {child.exit_code()}; log: {child.log_path}\n{child.log_tail()}"
+            )
+        if time.monotonic() >= deadline:
+            child.stop()
+            raise BenchmarkError(f"{child.name} did not finish within {timeout_seconds:.0f} s; log: {child.log_path}")
+        time.sleep(0.2)
+    return json.loads(result_path.read_text())
+
+
+def measure_bare_loop(settings: Settings, events: int, work_dir: Path, timeout_seconds: float) -> dict:
+    child, result_path = _start_child("bare loop", "bare-loop", settings, events, work_dir, timeout_seconds)
+    try:
+        result = _wait_for_result(child, result_path, timeout_seconds)
+    finally:
+        child.stop()
+    return result
+
+
+def measure_faust_floor(settings: Settings, events: int, work_dir: Path, timeout_seconds: float) -> dict:
+    child, result_path = _start_child("faust floor", "faust-floor", settings, events, work_dir, timeout_seconds)
+    try:
+        result = _wait_for_result(child, result_path, timeout_seconds)
+    finally:
+        exit_code = child.stop()
+    if exit_code != 0:
+        log.warning("faust floor exited with %d after its measurement; log: %s", exit_code, child.log_path)
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Product
+
+
+def _state_topics(settings: Settings) -> list[str]:
+    return list(settings.topics.states)
+
+
+def _changelog_topics(admin: AdminClient, app_id: str) -> list[str]:
+    """Return faust's table changelog topics of ``app_id``, named ``<app id>-<table>-changelog``."""
+    names = admin.list_topics(timeout=ADMIN_TIMEOUT_SECONDS).topics
+    return sorted(name for name in names if name.startswith(f"{app_id}-") and name.endswith("-changelog"))
+
+
+def _first_timestamps_ms(settings: Settings, ends: dict[tuple[str, int], int]) -> list[int]:
+    """Return the timestamp of the first record of every non-empty partition in ``ends``."""
+    pending = {key for key, end in ends.items() if end > 0}
+    consumer = Consumer(reader_config(settings, group_id=f"{settings.app_id}-bench-first-{uuid.uuid4()}"))
+    consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for topic, partition in sorted(pending)])
+    timestamps = []
+    deadline = time.monotonic() + 60
+    try:
+        while pending and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error() is not None:
+                continue
+            key = (message.topic(), message.partition())
+            if key in pending:
+                pending.discard(key)
+                timestamps.append(message.timestamp()[1])
+                consumer.pause([TopicPartition(*key)])
+    finally:
+        consumer.close()
+    if pending:
+        raise BenchmarkError(f"could not read the first record of {len(pending)} state partitions within 60 s")
+    return timestamps
+
+
+def _max_timestamps_ms(admin: AdminClient, ends: dict[tuple[str, int], int]) -> list[int]:
+    """Return the largest record timestamp of every non-empty partition in ``ends`` (ListOffsets with max timestamp)."""
+    request = {
+        TopicPartition(topic, partition): OffsetSpec.max_timestamp()
+        for (topic, partition), end in ends.items()
+        if end > 0
+    }
+    futures = admin.list_offsets(request, request_timeout=ADMIN_TIMEOUT_SECONDS)
+    return [future.result().timestamp for future in futures.values()]
+
+
+@dataclass
+class ProductResult:
+    events: int
+    seconds: float
+    state_records: int
+    changelog_records: int
+    changelog_topics: list[str]
+
+    # Share of one core the worker used while it folded the load; an estimate,
+    # because its start is the first poll that saw a state record.
+    cpu_share: float = 0.0
+    peak_rss_kib: int = 0
+    latency: Optional["LatencyResult"] = None
+    profile: list[str] = field(default_factory=list)
+
+
+def find_py_spy() -> Optional[str]:
+    """Return the py-spy executable on PATH or beside this Python's, or None when neither exists."""
+    beside_python = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or (str(beside_python) if beside_python.exists() else None)
+
+
+class _Profiler:
+    """py-spy attached to a running process, writing collapsed stacks."""
+
+    def __init__(self, executable: str, pid: int, output: Path) -> None:
+        self.output = output
+        self.log_path = output.with_suffix(".log")
+        with self.log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                [
+                    executable,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--rate",
+                    str(PROFILE_RATE),
+                    "--format",
+                    "raw",
+                    "--function",
+                    "--full-filenames",
+                    "--output",
+                    str(output),
+                ],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> Path:
+        """Stop sampling; py-spy writes its output on SIGINT."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if not self.output.exists():
+            raise BenchmarkError(f"py-spy wrote no profile; log: {self.log_path}")
+        return self.output
+
+
+def measure_product(
+    settings: Settings, events: int, work_dir: Path, options: argparse.Namespace, latency_load: Load
+) -> ProductResult:
+    """Run the worker over the published load, then the latency phase, and read its figures from Kafka."""
+    admin = _admin(settings)
+    worker = WorkerProcess(settings, work_dir / "product-worker.log").start()
+    child = _ChildProcess("product worker", worker.process, worker.log_path)
+    profiler = _Profiler(options.py_spy, worker.pid, work_dir / "product-profile.txt") if options.profile else None
+    cpu_at_first_record: list[float] = []
+
+    def note_first_record() -> None:
+        if not cpu_at_first_record and sum(_end_offsets(admin, _state_topics(settings)).values()) > 0:
+            cpu_at_first_record.append(_cpu_seconds(worker.pid))
+
+    try:
+        _wait_for_commits(
+            admin,
+            settings.app_id,
+            [*settings.topics.inputs, settings.repartition_topic],
+            options.timeout,
+            child,
+            on_poll=note_first_record,
+        )
+        cpu_used = _cpu_seconds(worker.pid) - (cpu_at_first_record or [0.0])[0]
+        profile = []
+        if profiler is not None:
+            profile = summarize_profile(profiler.stop(), options.profile_top)
+            profiler = None
+
+        state_ends = _end_offsets(admin, _state_topics(settings))
+        changelogs = _changelog_topics(admin, settings.app_id)
+        changelog_ends = _end_offsets(admin, changelogs)
+        first_ms = min(_first_timestamps_ms(settings, state_ends))
+        last_ms = max(_max_timestamps_ms(admin, state_ends))
+        result = ProductResult(
+            events=events,
+            seconds=max(0.001, (last_ms - first_ms) / 1000),
+            state_records=sum(state_ends.values()),
+            changelog_records=sum(changelog_ends.values()),
+            changelog_topics=changelogs,
+            profile=profile,
+        )
+        result.cpu_share = cpu_used / result.seconds
+
+        if latency_load.events:
+            print(
+                f"latency phase: {len(latency_load.events)} events at {options.latency_rate:.0f} events/s",
+                file=sys.stderr,
+                flush=True,
+            )
+            result.latency = measure_latency(settings, latency_load, options.latency_rate, child, options.timeout)
+        result.peak_rss_kib = _peak_rss_kib(worker.pid)
+        return result
+    finally:
+        if profiler is not None:
+            with contextlib.suppress(BenchmarkError):
+                profiler.stop()
+        exit_code = worker.stop()
+        if exit_code != 0:
+            log.warning("product worker exited with %d; log: %s", exit_code, worker.log_path)
+
+
+# ---------------------------------------------------------------------------
+# Latency
+
+
+@dataclass
+class LatencyResult:
+    sent: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def achieved_rate(self) -> float:
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Return the nearest-rank percentile of ``values``; ``fraction`` 0.99 gives p99."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+class _StateFollower(threading.Thread):
+    """Read the workflow, node and task state topics from given offsets and time each record's event.
+
+    A record matches the event whose entity key and occurred_at equal the
+    record's key and last_event_occurred_at; only the first record of an
+    event counts. Events that change nothing a consumer can read produce no
+    record and stay unmatched.
+    """
+
+    def __init__(
+        self, settings: Settings, start: dict[tuple[str, int], int], sent: dict[tuple[str, int, int], float]
+    ) -> None:
+        super().__init__(name="state-follower", daemon=True)
+        topics = settings.topics
+        self.kind_by_topic = {
+            topics.workflow_state: RecordKind.WORKFLOW,
+            topics.node_state: RecordKind.NODE,
+            topics.task_state: RecordKind.TASK,
+        }
+        self.consumer = Consumer(
+            {
+                **reader_config(settings, group_id=f"{settings.app_id}-bench-latency-{uuid.uuid4()}"),
+                "enable.partition.eof": False,
+            }
+        )
+        self.consumer.assign([TopicPartition(topic, partition, offset) for (topic, partition), offset in start.items()])
+        self.positions = dict(start)
+        self.sent = sent
+        self.matched: set[tuple[str, int, int]] = set()
+        self.latencies: list[float] = []
+        self.stopping = threading.Event()
+        self.error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                for message in self.consumer.consume(1000, timeout=0.1):
+                    read_at = time.time()
+                    if message.error() is not None:
+                        raise KafkaException(message.error())
+                    self.positions[(message.topic(), message.partition())] = message.offset() + 1
+                    self._match(message, read_at)
+        except BaseException as error:  # reported by the main thread
+            self.error = error
+        finally:
+            self.consumer.close()
+
+    def _match(self, message, read_at: float) -> None:
+        value = message.value()
+        if value is None:
+            return
+        state = self.kind_by_topic[message.topic()].message_class()
+        state.ParseFromString(value)
+        occurred_at = state.last_event_occurred_at
+        match = (message.key().decode(), occurred_at.seconds, occurred_at.nanos)
+        sent_at = self.sent.get(match)
+        if sent_at is not None and match not in self.matched:
+            self.matched.add(match)
+            self.latencies.append(read_at - sent_at)
+
+    def caught_up(self, ends: dict[tuple[str, int], int]) -> bool:
+        return all(self.positions.get(key, 0) >= end for key, end in ends.items())
+
+
+def measure_latency(
+    settings: Settings, load: Load, rate: float, worker: _ChildProcess, timeout_seconds: float
+) -> LatencyResult:
+    """Publish ``load`` at ``rate`` events per second to the running worker and time each event's state record."""
+    admin = _admin(settings)
+    followed = [settings.topics.workflow_state, settings.topics.node_state, settings.topics.task_state]
+    sent: dict[tuple[str, int, int], float] = {}
+    follower = _StateFollower(settings, _end_offsets(admin, followed), sent)
+    follower.start()
+
+    producer = Producer(producer_config(settings))
+    errors = _DeliveryErrors()
+    try:
+        started = time.perf_counter()
+        index = 0
+        while index < len(load.events):
+            due = min(len(load.events), int((time.perf_counter() - started) * rate) + 1)
+            while index < due:
+                event = load.events[index]
+                sent[(event.entity_key, *event.occurred_at)] = time.time()
+                _produce(producer, event, errors)
+                index += 1
+            producer.poll(0)
+            time.sleep(PRODUCE_TICK_SECONDS)
+        seconds = time.perf_counter() - started
+        _flush(producer, errors, settings)
+
+        _wait_for_commits(
+            admin, settings.app_id, [*settings.topics.inputs, settings.repartition_topic], timeout_seconds, worker
+        )
+        ends = _end_offsets(admin, followed)
+        deadline = time.monotonic() + 60
+        while not follower.caught_up(ends) and follower.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        follower.stopping.set()
+        follower.join(30)
+    if follower.error is not None:
+        raise BenchmarkError(f"reading the state topics failed: {follower.error}")
+    return LatencyResult(sent=len(load.events), seconds=seconds, latencies=follower.latencies)
+
+
+# ---------------------------------------------------------------------------
+# Profile
+
+
+def _frame_name(frame: str) -> str:
+    """Shorten ``function (/path/to/site-packages/pkg/mod.py:12)`` to ``function (pkg/mod.py:12)``."""
+    name, _, location = frame.partition(" (")
+    if not location:
+        return frame
+    path = location.rstrip(")")
+    for marker in ("/site-packages/", "/lib/python3.11/", str(REPO_ROOT) + "/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{name} ({path})"
+
+
+def _package_of(frame: str) -> str:
+    """Return the package of a frame's file: a site-packages name, ``stdlib <module>`` or a folder of this repository."""
+    _, _, location = frame.partition(" (")
+    path = location.rstrip(")").rsplit(":", 1)[0]
+    if "/site-packages/" in path:
+        return path.split("/site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
+    if path.startswith(str(REPO_ROOT) + "/"):
+        return path[len(str(REPO_ROOT)) + 1 :].split("/", 1)[0]
+    if "/lib/python3" in path:
+        module = path.split("/lib/python3", 1)[1].split("/", 2)[1]
+        return f"stdlib {module.removesuffix('.py')}"
+    return path or frame
+
+
+def summarize_profile(raw_path: Path, top: int) -> list[str]:
+    """Return report lines of py-spy's collapsed stacks: own and total time by function, own time by package."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
+    samples = 0
+    for line in raw_path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [frame for frame in stack.split(";") if " (" in frame]
+        if not frames:
+            continue
+        samples += count
+        own[_frame_name(frames[-1])] += count
+        packages[_package_of(frames[-1])] += count
+        for name in {_frame_name(frame) for frame in frames}:
+            total[name] += count
+
+    if samples == 0:
+        return ["profile: py-spy recorded no samples"]
+
+    def table(title: str, counter: Counter[str], limit: int) -> list[str]:
+        lines = [title]
+        for name, count in counter.most_common(limit):
+            lines.append(f"  {100 * count / samples:5.1f}%  {name}")
+        return lines
+
+    # Frames on nearly every stack are the entry points and the event loop; they say nothing about where time goes.
+    total = Counter({name: count for name, count in total.items() if count < 0.9 * samples})
+    repository_prefixes = ("processor/", "topologies/")
+    repository = Counter(
+        {name: count for name, count in total.items() if name.partition(" (")[2].startswith(repository_prefixes)}
+    )
+    return [
+        f"profile of the product worker: {samples} samples at {PROFILE_RATE} per second (py-spy, busy threads only)",
+        *table("own time by package:", packages, top),
+        *table("own time by function:", own, top),
+        *table("total time by function (including callees, without frames on over 90% of samples):", total, top),
+        *table("total time of processor/ and topologies/ functions (including callees):", repository, top),
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Report
+
+
+def _machine_lines(bootstrap_servers: str) -> list[str]:
+    cpu_model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    memory_kib = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_kib = int(line.split()[1])
+    import confluent_kafka
+
+    versions = [f"Python {platform.python_version()}"]
+    for distribution in ("faust-streaming", "aiokafka", "confluent-kafka", "protobuf", "rocksdict"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions.append(f"{distribution} {metadata.version(distribution)}")
+    versions.append(f"librdkafka {confluent_kafka.libversion()[0]}")
+    return [
+        f"machine: {len(os.sched_getaffinity(0))} CPUs ({cpu_model}), {memory_kib / 1024 / 1024:.1f} GiB memory, "
+        f"load average {os.getloadavg()[0]:.2f} at start",
+        f"versions: {', '.join(versions)}",
+        f"broker: {bootstrap_servers}",
+    ]
+
+
+def _met(condition: bool) -> str:
+    return "met" if condition else "not met"
+
+
+def format_report(
+    header: list[str], bare: dict, floor: dict, product: ProductResult, options: argparse.Namespace
+) -> list[str]:
+    bare_rate = bare["events"] / bare["seconds"]
+    floor_rate = floor["events"] / floor["seconds"]
+    product_rate = product.events / product.seconds
+    events = product.events
+
+    lines = [*header, ""]
+    lines.append(f"{'measurement':<34}{'events':>10}{'seconds':>10}{'events/s':>12}")
+    rows = [
+        ("bare loop (confluent-kafka + fold)", bare["events"], bare["seconds"], bare_rate),
+        ("faust floor (stream.events only)", floor["events"], floor["seconds"], floor_rate),
+        ("product (worker, rocksdb)", product.events, product.seconds, product_rate),
+    ]
+    for name, count, seconds, rate in rows:
+        lines.append(f"{name:<34}{count:>10}{seconds:>10.2f}{rate:>12.0f}")
+    lines.append(f"ratio product/bare: {product_rate / bare_rate:.2f}")
+    lines.append(f"ratio product/faust-floor: {product_rate / floor_rate:.2f}")
+    lines.append(f"product worker CPU while folding: {100 * product.cpu_share:.0f}% of one core (estimate)")
+
+    latency = product.latency
+    if latency is not None:
+        p50 = percentile(latency.latencies, 0.50)
+        p99 = percentile(latency.latencies, 0.99)
+        lines.append(
+            f"latency: {latency.sent} events at {latency.achieved_rate:.0f} events/s for {latency.seconds:.1f} s, "
+            f"{len(latency.latencies)} of them timed by their state record"
+        )
+        lines.append(f"latency p50: {p50:.3f} s")
+        lines.append(f"latency p99: {p99:.3f} s")
+
+    lines.append(f"peak RSS product worker: {product.peak_rss_kib / 1024:.0f} MiB")
+    lines.append(f"peak RSS bare loop: {bare['peak_rss_kib'] / 1024:.0f} MiB")
+    lines.append(f"peak RSS faust floor: {floor['peak_rss_kib'] / 1024:.0f} MiB")
+
+    lines.append(f"changelog records per event: {product.changelog_records / events:.2f}")
+    lines.append(f"state records per event: {product.state_records / events:.2f}")
+    lines.append(
+        f"bare loop table writes per event: {bare['table_writes'] / events:.2f} "
+        f"({bare['batched_table_writes'] / events:.2f} with one write per key per batch of {BARE_LOOP_BATCH})"
+    )
+    lines.append(
+        f"bare loop state changes per event: {bare['state_changes'] / events:.2f} "
+        f"({bare['batched_state_changes'] / events:.2f} with one record per key per batch of {BARE_LOOP_BATCH})"
+    )
+
+    lines.append("")
+    lines.append("targets:")
+    lines.append(
+        f"  product >= {TARGET_SHARE_OF_FAUST_FLOOR} x faust floor: "
+        f"{_met(product_rate >= TARGET_SHARE_OF_FAUST_FLOOR * floor_rate)}"
+    )
+    lines.append(
+        f"  product >= {TARGET_EVENTS_PER_SECOND:.0f} events/s: {_met(product_rate >= TARGET_EVENTS_PER_SECOND)}"
+    )
+    if latency is not None:
+        # The target is set at a rate; a run whose producer fell behind it does not count.
+        at_rate = latency.achieved_rate >= 0.95 * options.latency_rate
+        p99 = percentile(latency.latencies, 0.99)
+        met = at_rate and p99 < TARGET_P99_SECONDS
+        lines.append(f"  p99 < {TARGET_P99_SECONDS:.0f} s at {options.latency_rate:.0f} events/s: {_met(met)}")
+    lines.append(
+        f"  at most one changelog write per changed key per batch: "
+        f"{_met(product.changelog_records <= bare['batched_table_writes'])}"
+    )
+    lines.append(
+        f"  at most one state record per changed key per batch: "
+        f"{_met(product.state_records <= bare['batched_state_changes'])}"
+    )
+
+    if product.profile:
+        lines.append("")
+        lines.extend(product.profile)
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# Command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m processor.benchmark",
+        description=(
+            "Measure the worker's throughput, latency and memory beside a bare fold loop and a faust floor, "
+            "on one broker and one synthetic input. Uses KAFKA_BOOTSTRAP_SERVERS, else starts scripts/kafka-local."
+        ),
+    )
+    parser.add_argument(
+        "--events", type=int, default=DEFAULT_EVENTS, help=f"events of the throughput load (default {DEFAULT_EVENTS})"
+    )
+    parser.add_argument(
+        "--executions",
+        type=int,
+        default=DEFAULT_EXECUTIONS,
+        help=f"executions the load spreads over (default {DEFAULT_EXECUTIONS})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"seed of the synthetic load (default {DEFAULT_SEED})"
+    )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=Settings.partitions,
+        help=f"partitions of every topic (default {Settings.partitions})",
+    )
+    parser.add_argument(
+        "--latency-rate",
+        type=float,
+        default=DEFAULT_LATENCY_RATE,
+        help=f"events per second of the latency phase (default {DEFAULT_LATENCY_RATE:.0f})",
+    )
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=DEFAULT_LATENCY_SECONDS,
+        help=f"seconds of the latency phase; 0 skips it (default {DEFAULT_LATENCY_SECONDS:.0f})",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_PHASE_TIMEOUT_SECONDS,
+        help=f"seconds each measurement may take before the run fails (default {DEFAULT_PHASE_TIMEOUT_SECONDS:.0f})",
+    )
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers; overrides KAFKA_BOOTSTRAP_SERVERS")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run py-spy on the product worker during the throughput phase and print the top entries",
+    )
+    parser.add_argument(
+        "--profile-top",
+        type=int,
+        default=DEFAULT_PROFILE_TOP,
+        help=f"entries per profile table (default {DEFAULT_PROFILE_TOP})",
+    )
+    parser.add_argument("--keep-topics", action="store_true", help="keep the run's topics on the broker afterwards")
+    parser.add_argument(
+        "--work-dir", type=Path, help="folder for logs, results and worker state (default: a new temporary folder)"
+    )
+    # Internal: the benchmark runs its bare loop and faust floor as children of itself.
+    parser.add_argument("--child", choices=["bare-loop", "faust-floor"], help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    return parser
+
+
+def _validate(parser: argparse.ArgumentParser, options: argparse.Namespace) -> None:
+    if options.events < 1:
+        parser.error(f"--events must be at least 1, got {options.events}")
+    if not 1 <= options.executions <= options.events:
+        parser.error(f"--executions must lie between 1 and --events ({options.events}), got {options.executions}")
+    if options.latency_rate <= 0:
+        parser.error(f"--latency-rate must be above 0, got {options.latency_rate}")
+    if options.latency_seconds < 0:
+        parser.error(f"--latency-seconds must be 0 or more, got {options.latency_seconds}")
+    if options.timeout <= 0:
+        parser.error(f"--timeout must be above 0, got {options.timeout}")
+    options.py_spy = find_py_spy() if options.profile else None
+    if options.profile and options.py_spy is None:
+        parser.error("--profile needs py-spy, which was not found: pip install 'flyte-state-processor[bench]'")
+
+
+def _delete_topics(settings: Settings, prefix: str) -> None:
+    admin = _admin(settings)
+    names = [name for name in admin.list_topics(timeout=ADMIN_TIMEOUT_SECONDS).topics if name.startswith(prefix)]
+    if not names:
+        return
+    for name, future in admin.delete_topics(names, operation_timeout=ADMIN_TIMEOUT_SECONDS).items():
+        try:
+            future.result()
+        except KafkaException as error:
+            log.warning("could not delete topic %s: %s", name, error)
+
+
+def run(options: argparse.Namespace) -> int:
+    bootstrap = options.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or None
+    work_dir = options.work_dir or Path(tempfile.mkdtemp(prefix="flyte-state-bench-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    print(f"logs and results in {work_dir}", file=sys.stderr, flush=True)
+
+    with benchmark_broker(bootstrap) as bootstrap_servers:
+        header = _machine_lines(bootstrap_servers)
+        prefix = f"bench-{uuid.uuid4().hex[:8]}."
+        base = Settings(
+            bootstrap_servers=bootstrap_servers, partitions=options.partitions, state_dir=work_dir / "state"
+        )
+        settings = base.with_topic_prefix(prefix)
+        product_settings = settings.replace(
+            app_id=f"{prefix}product", store="rocksdb", state_dir=work_dir / "product-state"
+        )
+        floor_settings = settings.replace(
+            app_id=f"{prefix}faust-floor", store="memory", state_dir=work_dir / "floor-state"
+        )
+        try:
+            ensure_topics(product_settings)
+
+            start = datetime.now(timezone.utc).replace(microsecond=0)
+            load = build_load(settings, options.events, options.executions, options.seed, start)
+            published_seconds = publish_load(settings, load)
+            header.append(
+                f"load: {options.events} events of {options.executions} executions (seed {options.seed}, "
+                f"2 to {load.max_nodes} top-level nodes each), {options.partitions} partitions, "
+                f"published in {published_seconds:.1f} s"
+            )
+            print(header[-1], file=sys.stderr, flush=True)
+
+            latency_events = int(options.latency_rate * options.latency_seconds)
+            latency_load = Load(events=[], executions=0, max_nodes=load.max_nodes)
+            if latency_events:
+                latency_executions = max(1, math.ceil(latency_events * options.executions / options.events))
+                # Executions of another seed, so that no latency event repeats one the worker has folded.
+                latency_load = build_load(
+                    settings, latency_events, latency_executions, options.seed + 1, start + timedelta(hours=12)
+                )
+
+            print("bare loop", file=sys.stderr, flush=True)
+            bare = measure_bare_loop(settings, options.events, work_dir, options.timeout)
+            print("faust floor", file=sys.stderr, flush=True)
+            floor = measure_faust_floor(floor_settings, options.events, work_dir, options.timeout)
+            print("product", file=sys.stderr, flush=True)
+            product = measure_product(product_settings, options.events, work_dir, options, latency_load)
+        finally:
+            if not options.keep_topics:
+                _delete_topics(settings, prefix)
+            for folder in ("product-state", "floor-state", "state"):
+                shutil.rmtree(work_dir / folder, ignore_errors=True)
+
+    for line in format_report(header, bare, floor, product, options):
+        print(line)
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    options = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    if options.child is not None:
+        settings = Settings.from_env()
+        if options.child == "bare-loop":
+            run_bare_loop(settings, options.events, options.result, options.timeout)
+            return 0
+        return run_faust_floor(settings, options.events, options.result)
+
+    _validate(parser, options)
+    try:
+        return run(options)
+    except BenchmarkError as error:
+        log.error("%s", error)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""A small benchmark run against the real broker: it finishes and prints every figure."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from support import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+# Lines of the report, by the pattern of their figure. Values are not checked:
+# they depend on the machine.
+FIGURE_LINES = {
+    "bare loop row": r"^bare loop \(confluent-kafka \+ fold\)\s+2000\s+[\d.]+\s+\d+$",
+    "faust floor row": r"^faust floor \(stream\.events only\)\s+2000\s+[\d.]+\s+\d+$",
+    "product row": r"^product \(worker, rocksdb\)\s+2000\s+[\d.]+\s+\d+$",
+    "ratio to bare loop": r"^ratio product/bare: \d+\.\d\d$",
+    "ratio to faust floor": r"^ratio product/faust-floor: \d+\.\d\d$",
+    "worker CPU": r"^product worker CPU while folding: \d+% of one core \(estimate\)$",
+    "latency p50": r"^latency p50: \d+\.\d{3} s$",
+    "latency p99": r"^latency p99: \d+\.\d{3} s$",
+    "worker peak RSS": r"^peak RSS product worker: \d+ MiB$",
+    "bare loop peak RSS": r"^peak RSS bare loop: \d+ MiB$",
+    "faust floor peak RSS": r"^peak RSS faust floor: \d+ MiB$",
+    "changelog records": r"^changelog records per event: \d+\.\d\d$",
+    "state records": r"^state records per event: \d+\.\d\d$",
+}
+
+
+@pytest.fixture(scope="module")
+def report(kafka_bootstrap: str, tmp_path_factory) -> str:
+    work_dir = tmp_path_factory.mktemp("bench")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "processor.benchmark",
+            "--events",
+            "2000",
+            "--executions",
+            "20",
+            "--latency-rate",
+            "500",
+            "--latency-seconds",
+            "3",
+            "--timeout",
+            "180",
+            "--work-dir",
+            str(work_dir),
+        ],
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, f"benchmark exited with {result.returncode}:\n{result.stderr[-4000:]}"
+    return result.stdout
+
+
+@pytest.mark.parametrize("name", FIGURE_LINES)
+def test_benchmark_prints_figure(report, name):
+    pattern = re.compile(FIGURE_LINES[name], re.MULTILINE)
+
+    assert pattern.search(report), f"no {name} line matching {FIGURE_LINES[name]!r} in:\n{report}"
+
+
+def test_benchmark_prints_targets(report):
+    targets = re.findall(r"^  .+: (met|not met)$", report, re.MULTILINE)
+
+    assert len(targets) == 5, report
