@@ -74,6 +74,15 @@ def command_demo(args: argparse.Namespace) -> int:
     return run_demo(_settings(args), streams_dir=args.streams, timeout_seconds=args.timeout)
 
 
+def command_bench(args: argparse.Namespace) -> int:
+    from processor.benchmark import main as run_benchmark
+
+    options = list(args.options)
+    if args.bootstrap_servers:
+        options = ["--bootstrap-servers", args.bootstrap_servers, *options]
+    return run_benchmark(options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flyte-state",
@@ -104,6 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--streams", type=Path, help="folder of *.jsonl streams (default ../shared/streams, else examples/streams)")
     demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the final state (default 180)")
     demo.set_defaults(handler=command_demo)
+
+    # The benchmark parses its own options. With "+" as the only option prefix,
+    # this parser takes no option and passes every argument on.
+    bench = commands.add_parser(
+        "bench",
+        help="measure the worker's throughput, latency and memory; bench --help lists the options",
+        add_help=False,
+        prefix_chars="+",
+    )
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="options of python -m processor.benchmark")
+    bench.set_defaults(handler=command_bench)
     return parser
 
 
