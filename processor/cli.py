@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -129,11 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = (args.log_level or Settings.log_level).upper()
+    level = (args.log_level or os.environ.get("FLYTE_STATE_LOG_LEVEL") or Settings.log_level).upper()
+    if not isinstance(logging.getLevelName(level), int):
+        print(f"invalid log level {level!r}: use DEBUG, INFO, WARNING or ERROR", file=sys.stderr)
+        return 2
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.log_level:
-        import os
-
         os.environ["FLYTE_STATE_LOG_LEVEL"] = level
     try:
         return args.handler(args)
