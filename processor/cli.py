@@ -34,12 +34,18 @@ def command_worker(args: argparse.Namespace) -> int:
 
 
 def command_publish(args: argparse.Namespace) -> int:
+    from processor.progress import publish_progress
     from processor.publisher import EventPublisher
     from processor.topics import ensure_topics
 
     settings = _settings(args)
     ensure_topics(settings)
-    report = EventPublisher(settings).publish_files(args.files)
+    progress = publish_progress(args.files, args.progress)
+    try:
+        report = EventPublisher(settings).publish_files(args.files, on_line=progress.update if progress else None)
+    finally:
+        if progress is not None:
+            progress.close()
     print(f"published {report.published} events to {settings.bootstrap_servers}", file=sys.stderr)
     if report.bad_lines:
         print(f"skipped {len(report.bad_lines)} bad lines:", file=sys.stderr)
@@ -102,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     publish = commands.add_parser("publish", help="produce JSON Lines stream files to the input topics")
     publish.add_argument("files", nargs="+", help="stream files; - reads standard input")
+    publish.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="show a progress bar with events per second on stderr (default: when stderr is a terminal)",
+    )
     publish.set_defaults(handler=command_publish)
 
     state = commands.add_parser("state", help="print the current state read from the state topics")

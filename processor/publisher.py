@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable, Optional
 
 from confluent_kafka import KafkaError, Producer
 
@@ -52,15 +52,21 @@ class EventPublisher:
         self.producer.poll(0)
         self.report.published += 1
 
-    def publish_files(self, paths: Iterable[str]) -> PublishReport:
-        """Publish every valid line of every file; bad lines are logged with file and line, and skipped."""
+    def publish_files(self, paths: Iterable[str], on_line: Optional[Callable[[], object]] = None) -> PublishReport:
+        """Publish every valid line of every file; bad lines are logged with file and line, and skipped.
+
+        ``on_line`` is called after each non-blank line, valid or not, so
+        that the publish command's progress bar can count lines.
+        """
         for path in paths:
             for item in read_stream_lenient(path):
                 if isinstance(item, StreamFileError):
                     self.report.bad_lines.append(str(item))
                     log.error("skipped bad line: %s", item)
-                    continue
-                self.publish_event(item.event)
+                else:
+                    self.publish_event(item.event)
+                if on_line is not None:
+                    on_line()
         self.flush()
         return self.report
 
