@@ -1,4 +1,4 @@
-"""The ``flyte-state`` command: worker, publish, state and demo."""
+"""The ``flyte-state`` command: worker, publish, state, dashboard and demo."""
 
 from __future__ import annotations
 
@@ -75,6 +75,12 @@ def command_state(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_dashboard(args: argparse.Namespace) -> int:
+    from processor.dashboard.server import run_dashboard
+
+    return run_dashboard(_settings(args), host=args.host, port=args.port)
+
+
 def command_demo(args: argparse.Namespace) -> int:
     from processor.demo import run_demo
 
@@ -120,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     state.add_argument("--json", action="store_true", help="print one JSON object per state record")
     state.add_argument("--timeout", type=float, default=30.0, help="seconds to read before printing (default 30)")
     state.set_defaults(handler=command_state)
+
+    dashboard = commands.add_parser("dashboard", help="serve a live web page and JSON API of the state topics")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=8080, help="TCP port to listen on (default 8080)")
+    dashboard.set_defaults(handler=command_dashboard)
 
     demo = commands.add_parser("demo", help="run a worker, publish sample streams and print their final state")
     demo.add_argument("--streams", type=Path, help="folder of *.jsonl streams (default ../shared/streams, else examples/streams)")
