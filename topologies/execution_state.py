@@ -30,6 +30,7 @@ from processor.routing import (
     partition_for_key,
 )
 from topologies.table_store import TableStateStore
+from topologies.worker_metrics import WorkerGauges, start_metrics_server
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ EXIT_PUBLISH_FAILED = 70
 
 
 def build_app(settings: Settings) -> faust.App:
+    # faust opens its data directory without creating missing parents.
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
     # faust's rocksdb:// store runs on rocksdict when python-rocksdb is absent.
     store = "memory://" if settings.store == "memory" else "rocksdb://"
     return faust.App(
@@ -125,6 +128,11 @@ class ExecutionStateTopology:
         self.router = RecordRouter(settings)
         self.folder = ExecutionFolder(TableStateStore(self.tables))
         self.log_limiter = _LogLimiter()
+        self.gauges = WorkerGauges(
+            app,
+            {TABLE_NAMES[kind]: table for kind, table in self.tables.items()},
+            [*topics.inputs, settings.repartition_topic],
+        )
 
         # One agent instance: with concurrency above 1 faust can commit the
         # offset of an event whose fold has not finished.
@@ -210,7 +218,8 @@ class ExecutionStateTopology:
     async def fold(self, record: InputRecord, route: FoldHere) -> None:
         event = route.event
         try:
-            result = self.folder.fold(event)
+            with metrics.FOLD_SECONDS.labels(kind=event.kind.value).time():
+                result = self.folder.fold(event)
         except Exception as error:
             log.exception(
                 "fold failed for %s event of %s at %s[%d]@%d",
@@ -318,6 +327,7 @@ def build_topology(settings: Settings) -> ExecutionStateTopology:
 def run_worker(settings: Settings) -> int:
     """Run the worker until SIGTERM or SIGINT; return faust's exit code."""
     topology = build_topology(settings)
+    start_metrics_server(settings)
     worker = faust.Worker(topology.app, loglevel=settings.log_level, quiet=True)
     log.info(
         "starting worker %s on %s: inputs %s, state store %s",

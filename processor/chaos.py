@@ -1,0 +1,652 @@
+"""Fault scenarios on a real broker: the worker is killed, the broker restarted, workers join and leave.
+
+Each scenario publishes a generated stream, disturbs the worker or the
+broker while it folds, waits until the consumer lag is 0, and then compares
+every record of the state topics with the fold of the same events by the pure
+fold functions. The comparison uses the public view of each record without
+its version, because the version counts visible changes and so depends on how
+events of different records interleave.
+
+Used by scripts/chaos (full runs) and tests/faults (shorter runs in CI).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from flyteidl.event import event_pb2
+from google.protobuf import json_format
+
+from processor import synthetic
+from processor.config import Settings
+from processor.events import ExecutionEvent
+from processor.fold.execution import ExecutionFolder, InMemoryStateStore, RecordKind
+from processor.fold.public import public_view
+from processor.kafka_clients import client_config, producer_config
+from processor.state_reader import StateReader
+from processor.topics import ensure_topics
+from processor.worker_process import WorkerProcess
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KAFKA_LOCAL = REPO_ROOT / "scripts" / "kafka-local"
+
+# Generated executions occurred weeks before the run; a retention this long
+# keeps the sweep from removing them while a scenario runs.
+CHAOS_RETENTION_SECONDS = 10 * 365 * 24 * 3600.0
+
+RECOVERY_LOG_PATTERN = re.compile(r"table recovery finished in ([0-9.]+) s")
+
+RecordKey = tuple[RecordKind, str]
+
+
+@dataclass
+class ScenarioReport:
+    """Figures of one scenario run; ``passed`` when nothing was lost, nothing applied twice and lag reached 0."""
+
+    name: str
+    events_published: int = 0
+    malformed_published: int = 0
+    disruptions: int = 0
+    executions_compared: int = 0
+    events_lost: int = 0
+    events_applied_twice: int = 0
+    dead_letters: int = 0
+    recovery_seconds: list[float] = field(default_factory=list)
+    lag_zero: bool = False
+    mismatches: list[str] = field(default_factory=list)
+    duration_seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.lag_zero and self.events_lost == 0 and self.events_applied_twice == 0 and not self.mismatches
+
+    def lines(self) -> list[str]:
+        recovery = (
+            f"{min(self.recovery_seconds):.1f} / {sorted(self.recovery_seconds)[len(self.recovery_seconds) // 2]:.1f}"
+            f" / {max(self.recovery_seconds):.1f} s (min / median / max of {len(self.recovery_seconds)})"
+            if self.recovery_seconds
+            else "not measured"
+        )
+        lines = [
+            f"scenario: {self.name}",
+            f"  events published: {self.events_published}",
+            f"  malformed records published: {self.malformed_published}",
+            f"  dead letters: {self.dead_letters}",
+            f"  kills or restarts survived: {self.disruptions}",
+            f"  executions compared: {self.executions_compared}",
+            f"  events lost: {self.events_lost}",
+            f"  events applied twice: {self.events_applied_twice}",
+            f"  recovery seconds: {recovery}",
+            f"  consumer lag reached 0: {'yes' if self.lag_zero else 'no'}",
+            f"  duration: {self.duration_seconds:.0f} s",
+            f"  result: {'PASS' if self.passed else 'FAIL'}",
+        ]
+        lines.extend(f"  mismatch: {mismatch}" for mismatch in self.mismatches[:20])
+        return lines
+
+
+class LocalBroker:
+    """A broker of scripts/kafka-local that a scenario may stop and start again."""
+
+    def __init__(self, port: int, controller_port: int, instance_dir: Path) -> None:
+        self.port = port
+        self.instance_dir = instance_dir
+        self.env = {
+            **os.environ,
+            "KAFKA_LOCAL_PORT": str(port),
+            "KAFKA_LOCAL_CONTROLLER_PORT": str(controller_port),
+            "KAFKA_LOCAL_DIR": str(instance_dir),
+        }
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _run(self, command: str, timeout: float = 180.0) -> None:
+        result = subprocess.run(
+            [str(KAFKA_LOCAL), command], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"scripts/kafka-local {command} failed ({result.returncode}): {result.stderr[-2000:]}")
+
+    def start(self) -> None:
+        self._run("start")
+
+    def stop(self) -> None:
+        self._run("stop")
+
+    def reset(self) -> None:
+        self._run("reset")
+
+
+def reference_records(events: Iterable[ExecutionEvent]) -> dict[RecordKey, object]:
+    """Fold the events in order with the pure fold and return the public view of every record."""
+    store = InMemoryStateStore()
+    folder = ExecutionFolder(store)
+    for event in events:
+        folder.fold(event)
+    return {
+        (kind, key): public_view(state)
+        for kind, records in store.records.items()
+        for key, state in records.items()
+    }
+
+
+def published_records(reader: StateReader) -> dict[RecordKey, object]:
+    return {
+        (kind, key): public_view(state)
+        for kind, records in reader.records.items()
+        for key, state in records.items()
+    }
+
+
+def compare(
+    expected: dict[RecordKey, object], actual: dict[RecordKey, object], events: list[ExecutionEvent]
+) -> tuple[int, int, list[str]]:
+    """Return (events lost, events applied twice, mismatch descriptions).
+
+    A missing or incomplete record counts the events of its entity as lost; a
+    summary whose counts are too high, a task with repeated reasons, or a
+    record that should not exist counts as applied twice.
+    """
+    events_per_entity: dict[str, int] = {}
+    for event in events:
+        events_per_entity[event.entity_key] = events_per_entity.get(event.entity_key, 0) + 1
+
+    lost = 0
+    twice = 0
+    mismatches = []
+    for record_key, wanted in expected.items():
+        kind, key = record_key
+        got = actual.get(record_key)
+        if got is None:
+            lost += events_per_entity.get(key, 1)
+            mismatches.append(f"{kind.value} {key}: missing")
+            continue
+        if got == wanted:
+            continue
+
+        extra = _extra_applications(kind, wanted, got)
+        if extra:
+            twice += extra
+        else:
+            lost += 1
+        mismatches.append(f"{kind.value} {key}: differs from the reference fold in {_differing_fields(wanted, got)}")
+
+    for record_key in actual.keys() - expected.keys():
+        twice += 1
+        mismatches.append(f"{record_key[0].value} {record_key[1]}: not in the reference fold")
+    return lost, twice, mismatches
+
+
+def _differing_fields(wanted, got) -> str:
+    """Name the fields that differ, with both values, shortened."""
+    wanted_fields = json_format.MessageToDict(wanted)
+    got_fields = json_format.MessageToDict(got)
+    parts = []
+    for name in sorted(wanted_fields.keys() | got_fields.keys()):
+        if wanted_fields.get(name) != got_fields.get(name):
+            parts.append(f"{name} (reference {str(wanted_fields.get(name))[:200]}, published {str(got_fields.get(name))[:200]})")
+    return "; ".join(parts)
+
+
+def _extra_applications(kind: RecordKind, wanted, got) -> int:
+    if kind is RecordKind.SUMMARY:
+        extra = (got.node_count - wanted.node_count) + (got.task_count - wanted.task_count)
+        return max(0, extra)
+    if kind is RecordKind.TASK:
+        return max(0, len(got.task_execution.closure.reasons) - len(wanted.task_execution.closure.reasons))
+    return 0
+
+
+class ScenarioRunner:
+    """Runs scenarios against one broker, each on topics of its own."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        workdir: Path,
+        *,
+        executions: int = 500,
+        seed: int = 7,
+        broker: Optional[LocalBroker] = None,
+        partitions: int = 4,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.workdir = workdir
+        self.executions = executions
+        self.seed = seed
+        self.broker = broker
+        self.partitions = partitions
+
+    # Set-up -----------------------------------------------------------------
+
+    def settings(self, name: str, **changes) -> Settings:
+        prefix = f"chaos-{name}-{uuid.uuid4().hex[:8]}."
+        base = Settings(
+            bootstrap_servers=self.bootstrap_servers,
+            partitions=self.partitions,
+            state_dir=self.workdir / prefix / "state",
+            retention_seconds=CHAOS_RETENTION_SECONDS,
+        )
+        settings = base.with_topic_prefix(prefix)
+        return settings.replace(**changes) if changes else settings
+
+    def events(self, seed_offset: int = 0) -> list[ExecutionEvent]:
+        executions = synthetic.generate_executions(self.executions, self.seed + seed_offset)
+        return synthetic.flatten(executions)
+
+    def worker(self, settings: Settings, name: str, state_dir: Optional[Path] = None) -> WorkerProcess:
+        worker_settings = settings.replace(state_dir=state_dir) if state_dir is not None else settings
+        return WorkerProcess(worker_settings, self.workdir / f"{settings.app_id}-{name}.log")
+
+    # Publishing ---------------------------------------------------------------
+
+    def publish_in_background(
+        self,
+        settings: Settings,
+        events: list[ExecutionEvent],
+        *,
+        rate: float,
+        extra_records: Optional[list[tuple[str, Optional[bytes], bytes]]] = None,
+        transactional: bool = False,
+    ) -> threading.Thread:
+        """Produce the events at about ``rate`` per second from a thread; extra records are mixed in evenly."""
+        records = [
+            (settings.topics.input_topic(event.kind), event.execution_key.encode(), event.message.SerializeToString())
+            for event in events
+        ]
+        if extra_records:
+            step = max(1, len(records) // (len(extra_records) + 1))
+            for index, extra in enumerate(extra_records):
+                records.insert(min(len(records), (index + 1) * step + index), extra)
+
+        errors: list[str] = []
+
+        def produce() -> None:
+            config = producer_config(settings)
+            if transactional:
+                config["transactional.id"] = f"{settings.app_id}-chaos-producer"
+            producer = Producer(config)
+            if transactional:
+                producer.init_transactions(60)
+                producer.begin_transaction()
+
+            started = time.monotonic()
+            for index, (topic, key, value) in enumerate(records):
+                while True:
+                    try:
+                        producer.produce(
+                            topic,
+                            key=key,
+                            value=value,
+                            on_delivery=lambda error, _message: error and errors.append(error.str()),
+                        )
+                        break
+                    except BufferError:
+                        producer.poll(0.1)
+                producer.poll(0)
+                if transactional and index % 97 == 96:
+                    producer.commit_transaction(60)
+                    producer.begin_transaction()
+                ahead = (index + 1) / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+            if transactional:
+                producer.commit_transaction(60)
+            remaining = producer.flush(300)
+            if remaining or errors:
+                raise RuntimeError(f"{remaining} records unsent, delivery errors: {errors[:3]}")
+
+        thread = threading.Thread(target=produce, name="chaos-publisher", daemon=True)
+        thread.start()
+        return thread
+
+    # Waiting and comparing ----------------------------------------------------
+
+    def consumer_lag(self, settings: Settings) -> int:
+        """Sum of end offset minus committed offset over the worker's input partitions."""
+        admin = AdminClient(client_config(settings))
+        topics = [*settings.topics.inputs, settings.repartition_topic]
+        partitions = [TopicPartition(topic, partition) for topic in topics for partition in range(settings.partitions)]
+        ends = admin.list_offsets({partition: OffsetSpec.latest() for partition in partitions}, request_timeout=30)
+        end_offsets = {(tp.topic, tp.partition): future.result().offset for tp, future in ends.items()}
+
+        # A consumer that only asks for the group's committed offsets, without
+        # joining the group. librdkafka 2.x crashed in its admin
+        # ListConsumerGroupOffsets response parser here, so this avoids it.
+        reader = Consumer({**client_config(settings), "group.id": settings.app_id, "enable.auto.commit": False})
+        try:
+            committed = {
+                (tp.topic, tp.partition): max(tp.offset, 0) for tp in reader.committed(partitions, timeout=30)
+            }
+        finally:
+            reader.close()
+        return sum(end - committed.get(position, 0) for position, end in end_offsets.items())
+
+    def wait_for_lag_zero(self, settings: Settings, timeout_seconds: float) -> bool:
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            try:
+                if self.consumer_lag(settings) == 0:
+                    return True
+            except Exception as error:  # the broker may be restarting
+                log.info("cannot read consumer lag yet: %s", error)
+            time.sleep(1.0)
+        return False
+
+    def settle_and_compare(
+        self,
+        report: ScenarioReport,
+        settings: Settings,
+        events: list[ExecutionEvent],
+        timeout_seconds: float = 300.0,
+    ) -> None:
+        """Wait for lag 0 and for the state topics to match the reference fold, then fill in the report."""
+        expected = reference_records(events)
+        report.executions_compared = sum(1 for kind, _ in expected if kind is RecordKind.WORKFLOW)
+        report.lag_zero = self.wait_for_lag_zero(settings, timeout_seconds)
+
+        deadline = time.monotonic() + 60.0
+        with StateReader(settings) as reader:
+            while True:
+                reader.poll(10.0)
+                actual = published_records(reader)
+                if actual == expected or time.monotonic() >= deadline:
+                    break
+                time.sleep(1.0)
+        lost, twice, mismatches = compare(expected, actual, events)
+        report.events_lost = lost
+        report.events_applied_twice = twice
+        report.mismatches = mismatches
+
+    def count_dead_letters(self, settings: Settings) -> int:
+        admin = AdminClient(client_config(settings))
+        partitions = [TopicPartition(settings.topics.dead_letter, p) for p in range(settings.partitions)]
+        ends = admin.list_offsets({tp: OffsetSpec.latest() for tp in partitions}, request_timeout=30)
+        return sum(future.result().offset for future in ends.values())
+
+    # Disruptions ----------------------------------------------------------------
+
+    @staticmethod
+    def wait_for_recovery(worker: WorkerProcess, log_offset: int, started: float, timeout_seconds: float = 120.0):
+        """Return seconds from ``started`` until the worker logged finished table recovery, or None."""
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            if worker.log_path.exists():
+                text = worker.log_path.read_text(errors="replace")[log_offset:]
+                if RECOVERY_LOG_PATTERN.search(text):
+                    return time.monotonic() - started
+            if worker.exit_code() is not None:
+                return None
+            time.sleep(0.2)
+        return None
+
+    @staticmethod
+    def log_size(worker: WorkerProcess) -> int:
+        return worker.log_path.stat().st_size if worker.log_path.exists() else 0
+
+    def restart(self, worker: WorkerProcess, report: ScenarioReport, *, kill: bool) -> None:
+        """Kill -9 (or SIGTERM) the worker, start it again and record its recovery time."""
+        if kill:
+            worker.kill()
+        else:
+            exit_code = worker.stop()
+            if exit_code != 0:
+                report.mismatches.append(f"worker exited with {exit_code} after SIGTERM")
+        report.disruptions += 1
+        offset = self.log_size(worker)
+        started = time.monotonic()
+        worker.start()
+        recovery = self.wait_for_recovery(worker, offset, started)
+        if recovery is not None:
+            report.recovery_seconds.append(recovery)
+
+    # Scenarios --------------------------------------------------------------------
+
+    def run(self, name: str, scenario: Callable[[ScenarioReport], None]) -> ScenarioReport:
+        report = ScenarioReport(name=name)
+        started = time.monotonic()
+        scenario(report)
+        report.duration_seconds = time.monotonic() - started
+        for line in report.lines():
+            log.info("%s", line)
+        return report
+
+    def kill_worker(self, kills: int, rate: float = 3000.0) -> ScenarioReport:
+        """Kill -9 the worker at random points while it folds, then restart it, ``kills`` times."""
+
+        def scenario(report: ScenarioReport) -> None:
+            settings = self.settings("kill")
+            ensure_topics(settings)
+            events = self.events()
+            worker = self.worker(settings, "worker").start()
+            try:
+                publisher = self.publish_in_background(settings, events, rate=rate)
+                report.events_published = len(events)
+                rng = random.Random(self.seed)
+                for _ in range(kills):
+                    time.sleep(rng.uniform(1.0, 4.0))
+                    self.restart(worker, report, kill=True)
+                publisher.join()
+                self.settle_and_compare(report, settings, events)
+            finally:
+                _stop(worker, report)
+
+        return self.run(f"kill -9 of the worker, {kills} times", scenario)
+
+    def restart_broker(self, restarts: int, long_stop_seconds: float = 20.0, rate: float = 2000.0) -> ScenarioReport:
+        """Restart the broker mid-stream, then stop it for longer than the session timeout."""
+        if self.broker is None:
+            raise RuntimeError("the broker scenario needs a broker started by this runner")
+
+        def scenario(report: ScenarioReport) -> None:
+            settings = self.settings("broker")
+            ensure_topics(settings)
+            events = self.events(seed_offset=1)
+            worker = self.worker(settings, "worker").start()
+            try:
+                self.wait_for_recovery(worker, 0, time.monotonic())
+                publisher = self.publish_in_background(settings, events, rate=rate)
+                report.events_published = len(events)
+                for _ in range(restarts):
+                    time.sleep(3.0)
+                    self.broker.stop()
+                    self.broker.start()
+                    report.disruptions += 1
+                time.sleep(2.0)
+                self.broker.stop()
+                time.sleep(long_stop_seconds)
+                self.broker.start()
+                report.disruptions += 1
+                publisher.join()
+                if worker.exit_code() is not None:
+                    report.mismatches.append(f"worker exited with {worker.exit_code()} while the broker was down")
+                self.settle_and_compare(report, settings, events)
+            finally:
+                _stop(worker, report)
+
+        return self.run(f"broker restarted {restarts} times and stopped for {long_stop_seconds:.0f} s", scenario)
+
+    def scale_workers(self, rate: float = 2000.0) -> ScenarioReport:
+        """Scale 1 -> 2 -> 1 -> 2 -> 1: a second worker joins, one leaves by SIGTERM, one by kill -9."""
+
+        def scenario(report: ScenarioReport) -> None:
+            settings = self.settings("scale")
+            ensure_topics(settings)
+            events = self.events(seed_offset=2)
+            first = self.worker(settings, "first", settings.state_dir / "first").start()
+            second = self.worker(settings, "second", settings.state_dir / "second")
+            third = self.worker(settings, "third", settings.state_dir / "third")
+            try:
+                publisher = self.publish_in_background(settings, events, rate=rate)
+                report.events_published = len(events)
+                time.sleep(3.0)
+                second.start()
+                report.disruptions += 1
+                time.sleep(5.0)
+                exit_code = first.stop()
+                if exit_code != 0:
+                    report.mismatches.append(f"first worker exited with {exit_code} after SIGTERM")
+                report.disruptions += 1
+                time.sleep(2.0)
+                third.start()
+                report.disruptions += 1
+                time.sleep(5.0)
+                second.kill()
+                report.disruptions += 1
+                publisher.join()
+                self.settle_and_compare(report, settings, events)
+            finally:
+                for worker in (first, second, third):
+                    if worker.process is not None and worker.exit_code() is None:
+                        worker.stop()
+
+        return self.run("workers scaled 1 -> 2 -> 1 -> 2 -> 1 (SIGTERM and kill -9)", scenario)
+
+    def compact_changelogs(self, rate: float = 4000.0) -> ScenarioReport:
+        """Fold with tiny changelog segments so compaction runs, then recover into an empty state directory."""
+
+        def scenario(report: ScenarioReport) -> None:
+            settings = self.settings("compaction")
+            ensure_topics(settings)
+            self._create_compacting_changelogs(settings)
+            events = self.events(seed_offset=3)
+            worker = self.worker(settings, "worker").start()
+            try:
+                publisher = self.publish_in_background(settings, events, rate=rate)
+                report.events_published = len(events)
+                publisher.join()
+                self.wait_for_lag_zero(settings, 300)
+                time.sleep(5.0)
+                worker.stop()
+
+                # A new state directory forces recovery from the compacted changelogs.
+                replacement = self.worker(settings, "recovered", settings.state_dir / "recovered")
+                offset = self.log_size(replacement)
+                started = time.monotonic()
+                replacement.start()
+                recovery = self.wait_for_recovery(replacement, offset, started)
+                report.disruptions += 1
+                if recovery is None:
+                    report.mismatches.append("recovery from the compacted changelogs did not finish")
+                else:
+                    report.recovery_seconds.append(recovery)
+                worker = replacement
+                self.settle_and_compare(report, settings, events)
+            finally:
+                _stop(worker, report)
+
+        return self.run("changelog compaction, then recovery", scenario)
+
+    def _create_compacting_changelogs(self, settings: Settings) -> None:
+        from topologies.execution_state import TABLE_NAMES
+
+        admin = AdminClient(client_config(settings))
+        config = {
+            "cleanup.policy": "compact",
+            "segment.bytes": "65536",
+            "segment.ms": "2000",
+            "min.cleanable.dirty.ratio": "0.01",
+            "min.compaction.lag.ms": "0",
+            "max.compaction.lag.ms": "2000",
+        }
+        topics = [
+            NewTopic(f"{settings.app_id}-{name}-changelog", num_partitions=settings.partitions, config=config)
+            for name in TABLE_NAMES.values()
+        ]
+        for future in admin.create_topics(topics).values():
+            future.result()
+
+    def malformed_records(self, count: int = 1000, rate: float = 4000.0) -> ScenarioReport:
+        """Mix ``count`` unreadable records into the stream; all reach the dead-letter topic."""
+
+        def scenario(report: ScenarioReport) -> None:
+            settings = self.settings("malformed", max_event_bytes=64 * 1024)
+            ensure_topics(settings)
+            events = self.events(seed_offset=4)
+            extra = _malformed(settings, count, random.Random(self.seed))
+            worker = self.worker(settings, "worker").start()
+            try:
+                publisher = self.publish_in_background(settings, events, rate=rate, extra_records=extra)
+                report.events_published = len(events)
+                report.malformed_published = len(extra)
+                publisher.join()
+                self.settle_and_compare(report, settings, events)
+                report.dead_letters = self.count_dead_letters(settings)
+                if report.dead_letters != len(extra):
+                    report.mismatches.append(f"{report.dead_letters} dead letters for {len(extra)} malformed records")
+            finally:
+                _stop(worker, report)
+
+        return self.run(f"{count} malformed records mixed in", scenario)
+
+    def transactional_input(self, rate: float = 4000.0) -> ScenarioReport:
+        """Publish through a transactional producer, whose commit markers leave gaps in the offsets."""
+
+        def scenario(report: ScenarioReport) -> None:
+            settings = self.settings("transactional")
+            ensure_topics(settings)
+            events = self.events(seed_offset=5)
+            worker = self.worker(settings, "worker").start()
+            try:
+                publisher = self.publish_in_background(settings, events, rate=rate, transactional=True)
+                report.events_published = len(events)
+                publisher.join()
+                self.settle_and_compare(report, settings, events)
+            finally:
+                _stop(worker, report)
+
+        return self.run("input from a transactional producer", scenario)
+
+
+def _stop(worker: WorkerProcess, report: ScenarioReport) -> None:
+    if worker.process is None or worker.exit_code() is not None:
+        return
+    exit_code = worker.stop()
+    if exit_code != 0:
+        report.mismatches.append(f"worker exited with {exit_code} after SIGTERM; see {worker.log_path}")
+
+
+def _malformed(settings: Settings, count: int, rng: random.Random) -> list[tuple[str, Optional[bytes], bytes]]:
+    """Unreadable records of five kinds: random bytes, truncated events, events without ids, wrong kinds, oversized."""
+    topics = settings.topics
+    node_event = event_pb2.NodeExecutionEvent(phase=1, producer_id="propeller")
+    node_event.id.node_id = "n0"
+    node_event.id.execution_id.project = "flytesnacks"
+    node_event.id.execution_id.domain = "development"
+    node_event.id.execution_id.name = "malformed"
+    node_event.occurred_at.GetCurrentTime()
+    node_bytes = node_event.SerializeToString()
+
+    records = []
+    for index in range(count):
+        shape = index % 5
+        if shape == 0:
+            records.append((topics.task_events, b"random", bytes(rng.getrandbits(8) | 0x80 for _ in range(40))))
+        elif shape == 1:
+            # Cutting the last byte truncates occurred_at, the last field written.
+            records.append((topics.node_events, None, node_bytes[:-1]))
+        elif shape == 2:
+            without_id = event_pb2.WorkflowExecutionEvent(phase=2, producer_id="propeller")
+            records.append((topics.workflow_events, None, without_id.SerializeToString()))
+        elif shape == 3:
+            records.append((topics.workflow_events, b"wrong-kind", node_bytes))
+        else:
+            records.append((topics.node_events, b"oversized", b"\x0a" + bytes(70 * 1024)))
+    return records
+
