@@ -143,6 +143,11 @@ class Settings:
 
     log_level: str = "INFO"
 
+    # TCP port of the worker's Prometheus endpoint, or 0 to turn the endpoint off.
+    metrics_port: int = 9108
+    # Address the endpoint listens on: all interfaces, so that Prometheus on another host can scrape it.
+    metrics_address: str = "0.0.0.0"
+
     # SASL and TLS settings of every Kafka client; see docs/security.md.
     security: SecuritySettings = field(default_factory=SecuritySettings)
 
@@ -179,6 +184,8 @@ class Settings:
             retention_sweep_seconds=_env_float("FLYTE_STATE_RETENTION_SWEEP_SECONDS", cls.retention_sweep_seconds),
             connect_timeout_seconds=_env_float("FLYTE_STATE_CONNECT_TIMEOUT_SECONDS", cls.connect_timeout_seconds),
             log_level=_env("FLYTE_STATE_LOG_LEVEL", cls.log_level).upper(),
+            metrics_port=_env_int("FLYTE_STATE_METRICS_PORT", cls.metrics_port, minimum=0),
+            metrics_address=_env("FLYTE_STATE_METRICS_ADDRESS", cls.metrics_address),
             security=SecuritySettings.from_env(),
         )
         settings.validate()
@@ -220,6 +227,8 @@ class Settings:
             "FLYTE_STATE_RETENTION_SWEEP_SECONDS": str(self.retention_sweep_seconds),
             "FLYTE_STATE_CONNECT_TIMEOUT_SECONDS": str(self.connect_timeout_seconds),
             "FLYTE_STATE_LOG_LEVEL": self.log_level,
+            "FLYTE_STATE_METRICS_PORT": str(self.metrics_port),
+            "FLYTE_STATE_METRICS_ADDRESS": self.metrics_address,
             **security_to_env(self.security),
         }
 
@@ -232,6 +241,10 @@ class Settings:
                 raise ConfigError(
                     f"invalid bootstrap server {server.strip()!r} in KAFKA_BOOTSTRAP_SERVERS: expected host:port"
                 )
+        if self.metrics_port > 65535:
+            raise ConfigError(
+                f"FLYTE_STATE_METRICS_PORT={self.metrics_port} is not a TCP port: use 1-65535, or 0 to turn it off"
+            )
         if self.store not in {"memory", "rocksdb"}:
             raise ConfigError(f"FLYTE_STATE_STORE={self.store!r} is not supported: use memory or rocksdb")
         if self.max_event_bytes > self.max_record_bytes:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -54,4 +54,35 @@ EXECUTIONS_EXPIRED = Counter(
     "flyte_state_executions_expired",
     "Finished executions removed by retention, with their node, task and summary records",
     registry=REGISTRY,
+)
+
+# Gauges that topologies/worker_metrics.py updates from faust's consumer and tables.
+
+CONSUMER_LAG = Gauge(
+    "flyte_state_consumer_lag",
+    "Records of an assigned input or repartition topic partition after the committed offset "
+    "(high watermark minus committed offset)",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+
+TABLE_KEYS = Gauge(
+    "flyte_state_table_keys",
+    "Keys in the partitions of a table that are active on this worker",
+    ["table"],
+    registry=REGISTRY,
+)
+
+RECOVERY_IN_PROGRESS = Gauge(
+    "flyte_state_recovery_in_progress",
+    "1 while the worker restores its tables from their changelog topics, else 0",
+    registry=REGISTRY,
+)
+
+FOLD_SECONDS = Histogram(
+    "flyte_state_fold_seconds",
+    "Time spent in ExecutionFolder.fold for one event, by event kind",
+    ["kind"],
+    registry=REGISTRY,
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )

@@ -35,7 +35,8 @@ def stream_files() -> list[Path]:
 def isolated_settings(bootstrap: str, state_dir: Path) -> Settings:
     """Settings whose topics and consumer group no other test uses."""
     prefix = f"test-{uuid.uuid4().hex[:10]}."
-    base = Settings(bootstrap_servers=bootstrap, partitions=TEST_PARTITIONS, state_dir=state_dir)
+    # Metrics port 0: workers of parallel tests would compete for the default port.
+    base = Settings(bootstrap_servers=bootstrap, partitions=TEST_PARTITIONS, state_dir=state_dir, metrics_port=0)
     return base.with_topic_prefix(prefix)
 
 

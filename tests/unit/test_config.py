@@ -189,3 +189,38 @@ def test_with_topic_prefix_keeps_other_settings():
 
     assert settings.partitions == 3
     assert settings.store == "rocksdb"
+
+
+def test_metrics_endpoint_from_env(monkeypatch):
+    monkeypatch.setenv("FLYTE_STATE_METRICS_PORT", "9200")
+    monkeypatch.setenv("FLYTE_STATE_METRICS_ADDRESS", "127.0.0.1")
+
+    settings = Settings.from_env()
+
+    assert settings.metrics_port == 9200
+    assert settings.metrics_address == "127.0.0.1"
+
+
+def test_metrics_port_zero_allowed(monkeypatch):
+    monkeypatch.setenv("FLYTE_STATE_METRICS_PORT", "0")
+
+    assert Settings.from_env().metrics_port == 0
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "65536"])
+def test_bad_metrics_port(monkeypatch, value):
+    monkeypatch.setenv("FLYTE_STATE_METRICS_PORT", value)
+
+    with pytest.raises(ConfigError, match="FLYTE_STATE_METRICS_PORT"):
+        Settings.from_env()
+
+
+def test_metrics_settings_survive_to_env(monkeypatch):
+    settings = Settings(metrics_port=0, metrics_address="127.0.0.1")
+    for name, value in settings.to_env().items():
+        monkeypatch.setenv(name, value)
+
+    rebuilt = Settings.from_env()
+
+    assert rebuilt.metrics_port == 0
+    assert rebuilt.metrics_address == "127.0.0.1"

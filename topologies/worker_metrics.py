@@ -1,0 +1,97 @@
+"""The worker's Prometheus endpoint and the gauges that read faust's consumer and tables."""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Mapping
+
+import faust
+from prometheus_client import start_http_server
+
+from processor import metrics
+from processor.config import Settings
+
+log = logging.getLogger(__name__)
+
+# Seconds between two updates of the consumer lag gauges. Each update sends
+# one ListOffsets request for the worker's assigned partitions.
+LAG_INTERVAL_SECONDS = 5.0
+
+# Seconds between two updates of the table size gauges. Counting the keys of
+# a RocksDB table walks all of them on the event loop, so this runs less often.
+TABLE_SIZE_INTERVAL_SECONDS = 30.0
+
+
+def start_metrics_server(settings: Settings) -> None:
+    """Serve metrics.REGISTRY on FLYTE_STATE_METRICS_PORT, unless it is 0.
+
+    A port that cannot be bound is logged as an error and the worker runs on
+    without the endpoint, because folding matters more than its metrics.
+    """
+    if settings.metrics_port == 0:
+        log.info("metrics endpoint is off (FLYTE_STATE_METRICS_PORT=0)")
+        return
+    try:
+        start_http_server(settings.metrics_port, addr=settings.metrics_address, registry=metrics.REGISTRY)
+    except OSError as error:
+        log.error(
+            "cannot serve metrics on %s:%d: %s; the worker runs without its metrics endpoint, "
+            "set FLYTE_STATE_METRICS_PORT to a free port",
+            settings.metrics_address,
+            settings.metrics_port,
+            error,
+        )
+        return
+    log.info("serving Prometheus metrics on http://%s:%d/metrics", settings.metrics_address, settings.metrics_port)
+
+
+class WorkerGauges:
+    """Timers of a faust app that update the consumer lag and table size gauges, and the recovery gauge."""
+
+    def __init__(self, app: faust.App, tables: Mapping[str, faust.Table], consumed_topics: Iterable[str]) -> None:
+        self.app = app
+        self.tables = tables
+        self.consumed_topics = frozenset(consumed_topics)
+        self.lag_labels: set[tuple[str, str]] = set()
+
+        app.timer(LAG_INTERVAL_SECONDS, on_leader=False)(self.update_lag)
+        app.timer(TABLE_SIZE_INTERVAL_SECONDS, on_leader=False)(self.update_table_sizes)
+        # Read at scrape time: faust sets in_recovery while the tables restore.
+        metrics.RECOVERY_IN_PROGRESS.set_function(lambda: 1.0 if app.in_recovery else 0.0)
+
+    async def update_lag(self) -> None:
+        """Set the lag of each assigned partition of the consumed topics; drop partitions no longer assigned."""
+        consumer = self.app.consumer
+        partitions = sorted(tp for tp in consumer.assignment() if tp.topic in self.consumed_topics)
+        labels: set[tuple[str, str]] = set()
+        if partitions:
+            try:
+                highwaters = await consumer.highwaters(*partitions)
+            except Exception as error:  # aiokafka can raise several error types during a rebalance.
+                log.debug("cannot read high watermarks for the lag gauges: %r", error)
+                return
+
+            # The monitor records the offsets this process committed. Before
+            # its first commit of a partition, the consumer's position is used
+            # instead, which right after assignment is the group's committed offset.
+            committed_offsets = self.app.monitor.tp_committed_offsets
+            for tp in partitions:
+                highwater = highwaters.get(tp)
+                if highwater is None:
+                    continue
+                committed = committed_offsets.get(tp)
+                if committed is None:
+                    committed = await consumer.position(tp)
+                if committed is None:
+                    continue
+                label = (tp.topic, str(tp.partition))
+                metrics.CONSUMER_LAG.labels(*label).set(max(0, highwater - committed))
+                labels.add(label)
+
+        for label in self.lag_labels - labels:
+            metrics.CONSUMER_LAG.remove(*label)
+        self.lag_labels = labels
+
+    async def update_table_sizes(self) -> None:
+        for name, table in self.tables.items():
+            metrics.TABLE_KEYS.labels(table=name).set(len(table))
