@@ -1434,6 +1434,30 @@ ACROSS_RECORD_ROWS = [
         across_records=True,
     ),
     rule(
+        "node-rejected-event-judged-again-when-resent",
+        [
+            wf("QUEUED", 1, producer="cluster-a"),
+            node("QUEUED", 3, producer="cluster-b"),
+            wf("QUEUED", 2, producer="cluster-b"),
+        ],
+        node("QUEUED", 3, producer="cluster-b"),
+        APPLIED,
+        {"phase": "QUEUED", "changed": True},
+        across_records=True,
+    ),
+    rule(
+        "task-rejected-event-judged-again-when-resent",
+        [
+            wf("QUEUED", 1, producer="cluster-a"),
+            task("QUEUED", 3, producer="cluster-b"),
+            wf("QUEUED", 2, producer="cluster-b"),
+        ],
+        task("QUEUED", 3, producer="cluster-b"),
+        APPLIED,
+        {"phase": "QUEUED", "changed": True},
+        across_records=True,
+    ),
+    rule(
         "task-other-producer-incompatible",
         [wf("QUEUED", 1, producer="cluster-a")],
         task("QUEUED", 2, producer="cluster-b"),
