@@ -31,7 +31,6 @@ from processor.routing import (
 )
 from topologies.table_store import TableStateStore
 from topologies.worker_metrics import WorkerGauges, start_metrics_server
-from topologies.worker_metrics import WorkerGauges, start_metrics_server
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +133,6 @@ class ExecutionStateTopology:
             {TABLE_NAMES[kind]: table for kind, table in self.tables.items()},
             [*topics.inputs, settings.repartition_topic],
         )
-        self.gauges = WorkerGauges(
-            app,
-            {TABLE_NAMES[kind]: table for kind, table in self.tables.items()},
-            [*topics.inputs, settings.repartition_topic],
-        )
 
         # One agent instance: with concurrency above 1 faust can commit the
         # offset of an event whose fold has not finished.
@@ -225,7 +219,6 @@ class ExecutionStateTopology:
         event = route.event
         try:
             with metrics.FOLD_SECONDS.labels(kind=event.kind.value).time():
-                with metrics.FOLD_SECONDS.labels(kind=event.kind.value).time():
                 result = self.folder.fold(event)
         except Exception as error:
             log.exception(
@@ -334,7 +327,6 @@ def build_topology(settings: Settings) -> ExecutionStateTopology:
 def run_worker(settings: Settings) -> int:
     """Run the worker until SIGTERM or SIGINT; return faust's exit code."""
     topology = build_topology(settings)
-    start_metrics_server(settings)
     start_metrics_server(settings)
     worker = faust.Worker(topology.app, loglevel=settings.log_level, quiet=True)
     log.info(
