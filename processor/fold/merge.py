@@ -1,4 +1,4 @@
-"""Merges of list- and map-shaped task fields: logs, custom_info, external resources."""
+"""Merges of list- and map-shaped task fields: logs, custom_info, reasons, external resources."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any, Iterable
 from flyteidl.core import catalog_pb2, execution_pb2
 from google.protobuf import json_format, struct_pb2
 
+from processor.fold import timestamps
 from processor.fold.phases import TASK_TERMINAL, TaskPhase
 
 _PENDING_PHASES = frozenset({TaskPhase.QUEUED, TaskPhase.INITIALIZING})
@@ -74,6 +75,11 @@ def merge_custom_info(stored: struct_pb2.Struct, patch: struct_pb2.Struct) -> st
     result = struct_pb2.Struct()
     result.update(merged)
     return result
+
+
+def add_reasons(reasons: Iterable, added: Iterable) -> list:
+    """Return the reasons and the added ones sorted by occurred_at; equal times keep the stored reasons first."""
+    return sorted([*reasons, *added], key=lambda reason: timestamps.sort_key(reason.occurred_at))
 
 
 def merge_external_resources(stored, latest) -> list:

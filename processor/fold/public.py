@@ -5,7 +5,14 @@ from __future__ import annotations
 from google.protobuf.message import Message
 
 # Fields that serve the fold only; they are kept in the tables but not published.
-BOOKKEEPING_FIELDS = ("ledger", "seen_fingerprints", "subtask_sources", "node_phases", "task_phases")
+BOOKKEEPING_FIELDS = (
+    "ledger",
+    "seen_fingerprints",
+    "subtask_sources",
+    "event_details",
+    "node_phases",
+    "task_phases",
+)
 
 
 def public_view(state: Message, *, keep_version: bool = False) -> Message:

@@ -13,13 +13,17 @@ the record's ledger in occurred_at order:
   new phase into duplicates; this fold does not copy that;
 - the first RUNNING sets started_at; the first terminal event sets duration.
 
-Logs, reasons, custom_info and metadata merge from every accepted event.
+custom_info and reasons are derived the same way, from the custom_info
+patches and reasons that the record keeps for its ledger events. Logs and
+metadata merge from every accepted event as it arrives.
 """
 
 from __future__ import annotations
 
+from flyteidl.admin import task_execution_pb2
 from flyteidl.core import catalog_pb2
 from flyteidl.event import event_pb2
+from google.protobuf import struct_pb2
 
 from processor.fold import ledger, merge, timestamps
 from processor.fold.outcome import Outcome, Transition
@@ -55,6 +59,8 @@ def fold_task_event(state: TaskExecutionState | None, event: event_pb2.TaskExecu
     entries = [*new_state.ledger, ledger.entry_from_event(event, event_fingerprint)]
     progress = derive_progress(entries)
     apply_progress(new_state, progress)
+    keep_event_details(new_state, event, event_fingerprint, progress)
+    derive_custom_info_and_reasons(new_state, progress)
 
     outcome = progress.verdicts[event_fingerprint]
     if outcome is Outcome.APPLIED:
@@ -108,7 +114,7 @@ def apply_progress(state: TaskExecutionState, progress: Progress) -> None:
 
 
 def apply_details(state: TaskExecutionState, event: event_pb2.TaskExecutionEvent, *, is_newest: bool) -> None:
-    """Merge what an accepted event carries besides its phase, in place.
+    """Merge what an accepted event carries besides its phase, custom_info and reasons, in place.
 
     The newest event overwrites; an older one fills only what is missing.
     """
@@ -124,15 +130,8 @@ def apply_details(state: TaskExecutionState, event: event_pb2.TaskExecutionEvent
     closure.event_version = max(closure.event_version, event.event_version)
 
     apply_logs(state, event, is_newest=is_newest)
-    apply_reasons(state, event)
     apply_metadata(state, event, is_newest=is_newest)
 
-    if event.HasField("custom_info"):
-        if is_newest:
-            merged = merge.merge_custom_info(closure.custom_info, event.custom_info)
-        else:
-            merged = merge.merge_custom_info(event.custom_info, closure.custom_info)
-        closure.custom_info.CopyFrom(merged)
     if event.HasField("log_context") and (is_newest or not closure.HasField("log_context")):
         closure.log_context.CopyFrom(event.log_context)
 
@@ -152,33 +151,83 @@ def apply_logs(state: TaskExecutionState, event: event_pb2.TaskExecutionEvent, *
     closure.logs.extend(visible)
 
 
-def apply_reasons(state: TaskExecutionState, event: event_pb2.TaskExecutionEvent) -> None:
-    """Add the event's reasons, keeping the list in occurred_at order; the current reason is the last.
+def keep_event_details(
+    state: TaskExecutionState, event: event_pb2.TaskExecutionEvent, event_fingerprint: int, progress: Progress
+) -> None:
+    """Store the event's custom_info patch and reasons, in ledger order.
 
-    A legacy single ``reason`` is added only when it differs from the current one.
+    Details are kept for every entry of the ledger, rejected ones included,
+    because an event that arrives later can turn a duplicate into an accepted
+    event. Details of entries that left the ledger are dropped with them.
     """
-    closure = state.task_execution.closure
-    added = []
+    by_fingerprint = {details.fingerprint: details for details in state.event_details}
+    new_details = _event_details(event, event_fingerprint)
+    if new_details is not None:
+        by_fingerprint[event_fingerprint] = new_details
+
+    ordered = []
+    for entry in progress.kept:
+        details = by_fingerprint.get(entry.fingerprint)
+        if details is not None:
+            copy = TaskExecutionState.EventDetails()
+            copy.CopyFrom(details)
+            ordered.append(copy)
+    del state.event_details[:]
+    state.event_details.extend(ordered)
+
+
+def _event_details(
+    event: event_pb2.TaskExecutionEvent, event_fingerprint: int
+) -> TaskExecutionState.EventDetails | None:
+    """Return what the event carries for custom_info and reasons, or None when it carries neither."""
+    legacy_reason = event.reason if not event.reasons else ""
+    if not event.HasField("custom_info") and not event.reasons and not legacy_reason:
+        return None
+
+    details = TaskExecutionState.EventDetails(fingerprint=event_fingerprint, reason=legacy_reason)
+    if event.HasField("custom_info"):
+        details.custom_info.CopyFrom(event.custom_info)
     for reason in event.reasons:
-        added.append((reason.reason, reason.occurred_at if reason.HasField("occurred_at") else event.occurred_at))
-    if not event.reasons and event.reason and event.reason != closure.reason:
-        added.append((event.reason, event.occurred_at))
-    if not added:
-        return
+        stored = details.reasons.add(message=reason.reason)
+        stored.occurred_at.CopyFrom(reason.occurred_at if reason.HasField("occurred_at") else event.occurred_at)
+    return details
 
-    for message, occurred_at in added:
-        entry = closure.reasons.add(message=message)
-        entry.occurred_at.CopyFrom(occurred_at)
 
-    ordered = sorted(closure.reasons, key=lambda reason: timestamps.sort_key(reason.occurred_at))
-    copies = []
-    for reason in ordered:
-        copy = type(reason)()
-        copy.CopyFrom(reason)
-        copies.append(copy)
+def derive_custom_info_and_reasons(state: TaskExecutionState, progress: Progress) -> None:
+    """Apply FlyteAdmin's custom_info and reasons rules to the accepted events in ledger order, in place.
+
+    Each custom_info patch is an RFC 7386 merge patch over the result so far.
+    Every entry of ``reasons`` is added, and a legacy single ``reason`` only
+    when it differs from the current reason, the last one in occurred_at order.
+    """
+    by_fingerprint = {details.fingerprint: details for details in state.event_details}
+    custom_info = None
+    reasons: list[task_execution_pb2.Reason] = []
+    for entry in progress.kept:
+        details = by_fingerprint.get(entry.fingerprint)
+        if details is None or progress.verdicts[entry.fingerprint] is not Outcome.APPLIED:
+            continue
+
+        if details.HasField("custom_info"):
+            stored = custom_info if custom_info is not None else struct_pb2.Struct()
+            custom_info = merge.merge_custom_info(stored, details.custom_info)
+
+        added = list(details.reasons)
+        current_reason = reasons[-1].message if reasons else ""
+        if not added and details.reason and details.reason != current_reason:
+            legacy = task_execution_pb2.Reason(message=details.reason)
+            legacy.occurred_at.CopyFrom(entry.occurred_at)
+            added.append(legacy)
+        reasons = merge.add_reasons(reasons, added)
+
+    closure = state.task_execution.closure
+    if custom_info is None:
+        closure.ClearField("custom_info")
+    else:
+        closure.custom_info.CopyFrom(custom_info)
     del closure.reasons[:]
-    closure.reasons.extend(copies)
-    closure.reason = closure.reasons[-1].message
+    closure.reasons.extend(reasons)
+    closure.reason = reasons[-1].message if reasons else ""
 
 
 def apply_metadata(state: TaskExecutionState, event: event_pb2.TaskExecutionEvent, *, is_newest: bool) -> None:

@@ -1178,7 +1178,6 @@ TASK_ROWS = [
         task("RUNNING", 1, 0, custom_info=struct({"x": 1, "y": 1})),
         STALE,
         {"custom_info": {"y": 1.0}},
-        bug=ORDER_BUG + ": a key that the newer patch deletes comes back from the older event",
     ),
     rule(
         "task-custom-info-older-patch-with-null",
@@ -1186,7 +1185,13 @@ TASK_ROWS = [
         task("RUNNING", 1, 0, custom_info=struct({"x": None, "y": 1})),
         STALE,
         {"custom_info": {"y": 2.0}},
-        bug=ORDER_BUG + ": the older patch's null member is stored as a null value",
+    ),
+    rule(
+        "task-custom-info-of-event-after-earlier-terminal-dropped",
+        [task("RUNNING", 1, custom_info=struct({"a": 1})), task("RUNNING", 5, 1, custom_info=struct({"b": 2}))],
+        task("FAILED", 3),
+        APPLIED,
+        {"phase": "FAILED", "custom_info": {"a": 1.0}},
     ),
     # Task reasons.
     rule(
@@ -1223,7 +1228,30 @@ TASK_ROWS = [
         task("QUEUED", 1, 0, reason="submitted"),
         STALE,
         {"reasons": ["submitted", "ContainerCreating", "submitted"], "reason": "submitted"},
-        bug=ORDER_BUG + ": an older legacy reason is compared with the newest reason, not its predecessor",
+    ),
+    rule(
+        "task-legacy-reason-older-event-differs-from-predecessor",
+        [task("QUEUED", 1, 0, reason="submitted"), task("QUEUED", 3, 2, reason="ContainerCreating")],
+        task("QUEUED", 2, 1, reason="ContainerCreating"),
+        STALE,
+        {"reasons": ["submitted", "ContainerCreating"], "reason": "ContainerCreating"},
+    ),
+    rule(
+        "task-reasons-of-event-after-earlier-terminal-dropped",
+        [
+            task("QUEUED", 1, reasons=[reason("submitted", 1)]),
+            task("RUNNING", 5, reasons=[reason("running", 5)]),
+        ],
+        task("ABORTED", 3),
+        APPLIED,
+        {"reasons": ["submitted"], "reason": "submitted"},
+    ),
+    rule(
+        "task-reasons-of-displaced-event-dropped",
+        [task("RUNNING", 3, 1, reasons=[reason("late copy", 3)])],
+        task("RUNNING", 2, 1, reasons=[reason("first", 2)]),
+        APPLIED,
+        {"reasons": ["first"], "reason": "first", "updated_at": 2},
     ),
     # Task metadata.
     rule(

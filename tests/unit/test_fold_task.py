@@ -4,8 +4,12 @@ import pytest
 from flyteidl.core import catalog_pb2, execution_pb2
 from flyteidl.event import event_pb2
 from google.protobuf import json_format, struct_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from processor.fold import ledger
 from processor.fold.outcome import Outcome
+from processor.fold.public import public_view
 from processor.fold.task import fold_task_event
 
 from .builders import (
@@ -494,3 +498,114 @@ def test_first_event_with_subtasks():
     transition = fold_task_event(None, task_event("n0", Phase.RUNNING, 1, metadata=metadata))
 
     assert len(closure_of(transition.state).metadata.external_resources) == 1
+
+
+def test_event_details_not_published():
+    state = state_after(task_event("n0", Phase.RUNNING, 1, custom_info=struct({"a": 1}), reason="running"))
+
+    assert len(state.event_details) == 1
+    assert state.event_details[0].reason == "running"
+    assert list(public_view(state).event_details) == []
+
+
+def test_event_details_skip_plain_events():
+    queued = task_event("n0", Phase.QUEUED, 1)
+    running = task_event("n0", Phase.RUNNING, 2, reasons=[reason("pulling image", 2)])
+
+    state = state_after(queued, running)
+
+    assert [details.fingerprint for details in state.event_details] == [ledger.fingerprint(running)]
+
+
+def test_legacy_reason_ignored_beside_reasons():
+    state = state_after(task_event("n0", Phase.QUEUED, 1, reason="legacy", reasons=[reason("structured", 1)]))
+
+    assert state.event_details[0].reason == ""
+    assert [entry.message for entry in closure_of(state).reasons] == ["structured"]
+
+
+def test_event_details_dropped_after_first_terminal():
+    first = task_event("n0", Phase.RUNNING, 1, custom_info=struct({"a": 1}))
+    late = task_event("n0", Phase.RUNNING, 5, phase_version=1, custom_info=struct({"b": 2}))
+
+    state = state_after(first, late, task_event("n0", Phase.SUCCEEDED, 3))
+
+    assert [details.fingerprint for details in state.event_details] == [ledger.fingerprint(first)]
+    assert json_format.MessageToDict(closure_of(state).custom_info) == {"a": 1}
+
+
+def test_accepted_duplicate_adds_details():
+    """A duplicate's details are kept, because an event that arrives later can make it a phase change."""
+    running = task_event("n0", Phase.RUNNING, 1, phase_version=1, custom_info=struct({"a": 1}))
+    repeated = task_event("n0", Phase.RUNNING, 3, phase_version=1, custom_info=struct({"b": 2}), reason="again")
+    state = state_after(running, repeated)
+    assert json_format.MessageToDict(closure_of(state).custom_info) == {"a": 1}
+
+    transition = fold_task_event(state, task_event("n0", Phase.QUEUED, 2))
+
+    closure = closure_of(transition.state)
+    assert closure.phase == Phase.RUNNING
+    assert json_format.MessageToDict(closure.custom_info) == {"a": 1, "b": 2}
+    assert closure.reason == "again"
+
+
+def test_custom_info_absent_without_patches():
+    state = state_after(task_event("n0", Phase.RUNNING, 1, reason="running"))
+
+    assert not closure_of(state).HasField("custom_info")
+
+
+def test_empty_custom_info_patch_kept():
+    state = state_after(task_event("n0", Phase.RUNNING, 1, custom_info=struct_pb2.Struct()))
+
+    assert closure_of(state).HasField("custom_info")
+
+
+# Property tests: the same events in any delivery order give the same published record.
+
+ORDER_SETTINGS = settings(max_examples=200, deadline=None)
+
+JSON_VALUES = st.one_of(
+    st.none(),
+    st.integers(min_value=0, max_value=2),
+    st.sampled_from(["a", "b"]),
+    st.fixed_dictionaries({"p": st.one_of(st.none(), st.integers(min_value=0, max_value=2))}),
+)
+PATCHES = st.dictionaries(st.sampled_from(["x", "y", "z"]), JSON_VALUES, max_size=3)
+REASON_TEXTS = st.sampled_from(["submitted", "ContainerCreating", "running"])
+
+
+@st.composite
+def detail_fields(draw) -> dict:
+    """Draw the custom_info patch and reasons of one event: none, a legacy reason or a list of reasons."""
+    fields = {}
+    if draw(st.booleans()):
+        fields["custom_info"] = struct(draw(PATCHES))
+    kind = draw(st.sampled_from(["none", "legacy", "reasons"]))
+    if kind == "legacy":
+        fields["reason"] = draw(REASON_TEXTS)
+    elif kind == "reasons":
+        texts = draw(st.lists(REASON_TEXTS, min_size=1, max_size=2))
+        fields["reasons"] = [reason(text, draw(st.none() | st.integers(min_value=1, max_value=12))) for text in texts]
+    return fields
+
+
+@st.composite
+def any_task_event(draw) -> event_pb2.TaskExecutionEvent:
+    """Draw an event of any phase, version and time, ties and terminal phases included."""
+    phase = draw(st.sampled_from([phase for phase in Phase.Phase.values() if phase != Phase.UNDEFINED]))
+    return task_event(
+        "n0",
+        phase,
+        draw(st.integers(min_value=1, max_value=12)),
+        phase_version=draw(st.integers(min_value=0, max_value=2)),
+        **draw(detail_fields()),
+    )
+
+
+@ORDER_SETTINGS
+@given(events=st.lists(any_task_event(), min_size=1, max_size=6), data=st.data())
+def test_custom_info_and_reasons_any_order(events, data):
+    delivery = data.draw(st.permutations(events))
+
+    assert public_view(state_after(*delivery)) == public_view(state_after(*events))
