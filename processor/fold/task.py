@@ -251,91 +251,116 @@ def apply_metadata(state: TaskExecutionState, event: event_pb2.TaskExecutionEven
         merge_subtasks(state, event)
 
 
-def _source_key(task_phase: int, phase_version: int, occurred_at) -> tuple:
-    """Order of subtask reports: task phase, then phase_version within it, then occurred_at."""
-    return (TASK_RANK.get(task_phase, 0), phase_version, timestamps.sort_key(occurred_at))
+# Subtask fields that come from the newest report carrying them, each with its
+# test of whether a report carries it.
+_SUBTASK_FIELDS = {
+    "external_id": lambda subtask: bool(subtask.external_id),
+    "cache_status": lambda subtask: subtask.cache_status != catalog_pb2.CACHE_DISABLED,
+    "custom_info": lambda subtask: subtask.HasField("custom_info"),
+    "workflow_node_metadata": lambda subtask: subtask.HasField("workflow_node_metadata"),
+    "log_context": lambda subtask: subtask.HasField("log_context"),
+}
+_SUBTASK_SCALAR_FIELDS = frozenset({"external_id", "cache_status"})
+
+
+def _report_key(report: SubtaskSource.Report) -> tuple:
+    """Order of subtask reports: task phase, then phase_version within it, then occurred_at.
+
+    NOTE: of two reports with equal keys, the one that arrived first is kept.
+    """
+    return (TASK_RANK.get(report.task_phase, 0), report.phase_version, timestamps.sort_key(report.occurred_at))
 
 
 def merge_subtasks(state: TaskExecutionState, event: event_pb2.TaskExecutionEvent) -> None:
     """Merge the event's external resources by (index, retry_attempt).
 
     A subtask's phase comes from the newest report of it, so a late event never
-    moves a subtask back. From the newest report: phase always, external_id
-    when non-empty, cache status unless CACHE_DISABLED, logs merged, custom_info
-    replaced when present. An older report fills only what is missing.
+    moves a subtask back. external_id when non-empty, cache status unless
+    CACHE_DISABLED, custom_info, workflow_node_metadata and log_context each
+    come from the newest report that carries them, whatever order the reports
+    arrive in. Logs merge: the newest report's logs first, an older report's
+    logs only where they differ from the stored ones.
     """
     metadata = state.task_execution.closure.metadata
-    resources = {(resource.index, resource.retry_attempt): resource for resource in metadata.external_resources}
-    sources = {(source.index, source.retry_attempt): source for source in state.subtask_sources}
-    event_key = _source_key(event.phase, event.phase_version, event.occurred_at)
-
     merged = {}
-    for identity, resource in resources.items():
+    for resource in metadata.external_resources:
         copy = type(resource)()
         copy.CopyFrom(resource)
-        merged[identity] = copy
-    new_sources = {}
-    for identity, source in sources.items():
+        merged[(resource.index, resource.retry_attempt)] = copy
+    sources = {}
+    for source in state.subtask_sources:
         copy = SubtaskSource()
         copy.CopyFrom(source)
-        new_sources[identity] = copy
+        sources[(source.index, source.retry_attempt)] = copy
+
+    event_report = SubtaskSource.Report(task_phase=event.phase, phase_version=event.phase_version)
+    event_report.occurred_at.CopyFrom(event.occurred_at)
 
     for report in event.metadata.external_resources:
         identity = (report.index, report.retry_attempt)
         current = merged.get(identity)
-        source = new_sources.get(identity)
-        is_newer = source is None or event_key > _source_key(source.task_phase, source.phase_version, source.occurred_at)
-
         if current is None:
             current = type(report)()
             current.CopyFrom(report)
             merged[identity] = current
-        elif is_newer:
-            _overwrite_subtask(current, report)
+            sources[identity] = _subtask_source(current, event_report, {})
         else:
-            _fill_subtask(current, report)
-
-        if is_newer:
-            source = SubtaskSource(
-                index=report.index,
-                retry_attempt=report.retry_attempt,
-                task_phase=event.phase,
-                phase_version=event.phase_version,
-            )
-            source.occurred_at.CopyFrom(event.occurred_at)
-            new_sources[identity] = source
+            sources[identity] = _merge_subtask(current, sources.get(identity), report, event_report)
 
     del metadata.external_resources[:]
     metadata.external_resources.extend(merged[identity] for identity in sorted(merged))
     del state.subtask_sources[:]
-    state.subtask_sources.extend(new_sources[identity] for identity in sorted(new_sources))
+    state.subtask_sources.extend(sources[identity] for identity in sorted(sources))
 
 
-def _overwrite_subtask(current, report) -> None:
-    current.phase = report.phase
-    if report.external_id:
-        current.external_id = report.external_id
-    if report.cache_status != catalog_pb2.CACHE_DISABLED:
-        current.cache_status = report.cache_status
-    merged_logs = merge.merge_logs(current.logs, report.logs)
+def _merge_subtask(current, source: SubtaskSource | None, report, event_report: SubtaskSource.Report) -> SubtaskSource:
+    """Merge one report into the stored subtask, in place, and return the subtask's new source."""
+    phase_report = None
+    field_reports = dict.fromkeys(_SUBTASK_FIELDS)
+    if source is not None:
+        phase_report = SubtaskSource.Report(task_phase=source.task_phase, phase_version=source.phase_version)
+        phase_report.occurred_at.CopyFrom(source.occurred_at)
+        for name in _SUBTASK_FIELDS:
+            source_field = f"{name}_source"
+            field_reports[name] = getattr(source, source_field) if source.HasField(source_field) else phase_report
+    event_key = _report_key(event_report)
+
+    if phase_report is None or event_key > _report_key(phase_report):
+        current.phase = report.phase
+        phase_report = event_report
+        merged_logs = merge.merge_logs(current.logs, report.logs)
+    elif current.logs:
+        merged_logs = merge.merge_logs(report.logs, current.logs)
+    else:
+        merged_logs = list(report.logs)
     del current.logs[:]
     current.logs.extend(merged_logs)
-    if report.HasField("custom_info"):
-        current.custom_info.CopyFrom(report.custom_info)
-    if report.HasField("workflow_node_metadata"):
-        current.workflow_node_metadata.CopyFrom(report.workflow_node_metadata)
-    if report.HasField("log_context"):
-        current.log_context.CopyFrom(report.log_context)
+
+    for name, carries in _SUBTASK_FIELDS.items():
+        if not carries(report):
+            continue
+        stored_report = field_reports[name]
+        if carries(current) and stored_report is not None and event_key <= _report_key(stored_report):
+            continue
+        if name in _SUBTASK_SCALAR_FIELDS:
+            setattr(current, name, getattr(report, name))
+        else:
+            getattr(current, name).CopyFrom(getattr(report, name))
+        field_reports[name] = event_report
+    return _subtask_source(current, phase_report, field_reports)
 
 
-def _fill_subtask(current, report) -> None:
-    if report.external_id and not current.external_id:
-        current.external_id = report.external_id
-    if report.logs:
-        merged_logs = merge.merge_logs(report.logs, current.logs) if current.logs else list(report.logs)
-        del current.logs[:]
-        current.logs.extend(merged_logs)
-    if report.HasField("custom_info") and not current.HasField("custom_info"):
-        current.custom_info.CopyFrom(report.custom_info)
-    if report.HasField("workflow_node_metadata") and not current.HasField("workflow_node_metadata"):
-        current.workflow_node_metadata.CopyFrom(report.workflow_node_metadata)
+def _subtask_source(subtask, phase_report: SubtaskSource.Report, field_reports: dict) -> SubtaskSource:
+    """Build the source of a subtask; a field's report is stored only when it is not the phase's report."""
+    source = SubtaskSource(
+        index=subtask.index,
+        retry_attempt=subtask.retry_attempt,
+        task_phase=phase_report.task_phase,
+        phase_version=phase_report.phase_version,
+    )
+    source.occurred_at.CopyFrom(phase_report.occurred_at)
+    phase_key = _report_key(phase_report)
+    for name, report in field_reports.items():
+        if report is not None and _SUBTASK_FIELDS[name](subtask) and _report_key(report) != phase_key:
+            getattr(source, f"{name}_source").CopyFrom(report)
+    return source

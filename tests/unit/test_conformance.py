@@ -385,11 +385,6 @@ TERMINAL = Outcome.ALREADY_TERMINAL
 CLUSTER = Outcome.INCOMPATIBLE_CLUSTER
 INVALID = Outcome.INVALID
 
-ORDER_BUG = (
-    "docs/semantics.md says the folded state does not depend on delivery order, "
-    "but this merge keeps a different value when the newer event arrives first"
-)
-
 # Outcomes table: one row per outcome and per listed cause of `invalid`.
 OUTCOME_ROWS = [
     rule(
@@ -1360,7 +1355,6 @@ TASK_ROWS = [
         task("RUNNING", 1, 0, metadata=subtasks((0, 0, "RUNNING", {"cache_status": catalog_pb2.CACHE_MISS}))),
         STALE,
         {"subtasks": {(0, 0): "SUCCEEDED"}, "subtask_cache_status": {(0, 0): "CACHE_MISS"}},
-        bug=ORDER_BUG + ": an older subtask report does not fill the cache status",
     ),
     rule(
         "map-subtask-older-report-fills-log-context",
@@ -1368,7 +1362,16 @@ TASK_ROWS = [
         task("RUNNING", 1, 0, metadata=subtasks((0, 0, "RUNNING", {"log_context": {"primary_pod_name": "pod-0"}}))),
         STALE,
         {"subtasks": {(0, 0): "SUCCEEDED"}, "subtask_log_context": {(0, 0): True}},
-        bug=ORDER_BUG + ": an older subtask report does not fill the log context",
+    ),
+    rule(
+        "map-subtask-field-from-newest-report-carrying-it",
+        [
+            task("RUNNING", 3, 2, metadata=subtasks((0, 0, "SUCCEEDED"))),
+            task("RUNNING", 1, 0, metadata=subtasks((0, 0, "RUNNING", {"cache_status": catalog_pb2.CACHE_MISS}))),
+        ],
+        task("RUNNING", 2, 1, metadata=subtasks((0, 0, "RUNNING", {"cache_status": catalog_pb2.CACHE_POPULATED}))),
+        STALE,
+        {"subtasks": {(0, 0): "SUCCEEDED"}, "subtask_cache_status": {(0, 0): "CACHE_POPULATED"}},
     ),
     # Out-of-order: an older event fills input, logs and metadata without moving the phase.
     rule(

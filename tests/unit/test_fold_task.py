@@ -1,5 +1,7 @@
 """Folding TaskExecutionEvents with processor.fold.task."""
 
+import itertools
+
 import pytest
 from flyteidl.core import catalog_pb2, execution_pb2
 from flyteidl.event import event_pb2
@@ -561,6 +563,71 @@ def test_empty_custom_info_patch_kept():
     assert closure_of(state).HasField("custom_info")
 
 
+def subtask_report(phase, **fields) -> event_pb2.TaskExecutionMetadata:
+    return event_pb2.TaskExecutionMetadata(
+        external_resources=[event_pb2.ExternalResourceInfo(index=0, phase=phase, **fields)]
+    )
+
+
+# Three reports of subtask 0 in occurred_at order; the newest carries only the phase.
+SUBTASK_REPORTS = [
+    task_event(
+        "n0",
+        Phase.RUNNING,
+        1,
+        metadata=subtask_report(
+            Phase.RUNNING,
+            external_id="job-0",
+            cache_status=catalog_pb2.CACHE_MISS,
+            log_context=execution_pb2.LogContext(primary_pod_name="pod-a"),
+        ),
+    ),
+    task_event(
+        "n0",
+        Phase.RUNNING,
+        2,
+        phase_version=1,
+        metadata=subtask_report(
+            Phase.RUNNING,
+            cache_status=catalog_pb2.CACHE_POPULATED,
+            log_context=execution_pb2.LogContext(primary_pod_name="pod-b"),
+        ),
+    ),
+    task_event("n0", Phase.RUNNING, 3, phase_version=2, metadata=subtask_report(Phase.SUCCEEDED)),
+]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))), ids=str)
+def test_subtask_fields_any_report_order(order):
+    state = state_after(*[SUBTASK_REPORTS[index] for index in order])
+
+    subtask = closure_of(state).metadata.external_resources[0]
+    assert subtask.phase == Phase.SUCCEEDED
+    assert subtask.external_id == "job-0"
+    assert subtask.cache_status == catalog_pb2.CACHE_POPULATED
+    assert subtask.log_context.primary_pod_name == "pod-b"
+
+
+def test_subtask_source_keeps_older_field_reports():
+    state = state_after(SUBTASK_REPORTS[2], SUBTASK_REPORTS[1])
+
+    source = state.subtask_sources[0]
+    assert source.phase_version == 2
+    assert source.cache_status_source.phase_version == 1
+    assert source.log_context_source.phase_version == 1
+    assert not source.HasField("external_id_source")
+
+
+def test_subtask_source_omits_phase_report_fields():
+    state = state_after(*SUBTASK_REPORTS[:2])
+
+    source = state.subtask_sources[0]
+    assert source.phase_version == 1
+    assert source.external_id_source.phase_version == 0
+    for name in ("cache_status", "custom_info", "workflow_node_metadata", "log_context"):
+        assert not source.HasField(f"{name}_source"), name
+
+
 # Property tests: the same events in any delivery order give the same published record.
 
 ORDER_SETTINGS = settings(max_examples=200, deadline=None)
@@ -606,6 +673,59 @@ def any_task_event(draw) -> event_pb2.TaskExecutionEvent:
 @ORDER_SETTINGS
 @given(events=st.lists(any_task_event(), min_size=1, max_size=6), data=st.data())
 def test_custom_info_and_reasons_any_order(events, data):
+    delivery = data.draw(st.permutations(events))
+
+    assert public_view(state_after(*delivery)) == public_view(state_after(*events))
+
+
+@st.composite
+def subtask_reports(draw) -> event_pb2.TaskExecutionMetadata:
+    """Draw a report of subtasks 0 and 1, each field present or not; logs are left out, they merge by arrival."""
+    metadata = event_pb2.TaskExecutionMetadata()
+    for index in draw(st.lists(st.sampled_from([0, 1]), min_size=1, max_size=2, unique=True)):
+        report = metadata.external_resources.add(
+            index=index,
+            phase=draw(st.sampled_from([Phase.QUEUED, Phase.RUNNING, Phase.RETRYABLE_FAILED, Phase.SUCCEEDED])),
+            external_id=draw(st.sampled_from(["", "job-a", "job-b"])),
+            cache_status=draw(
+                st.sampled_from([catalog_pb2.CACHE_DISABLED, catalog_pb2.CACHE_MISS, catalog_pb2.CACHE_POPULATED])
+            ),
+        )
+        if draw(st.booleans()):
+            report.log_context.primary_pod_name = draw(st.sampled_from(["pod-a", "pod-b"]))
+        if draw(st.booleans()):
+            report.custom_info.update({"attempt": draw(st.integers(min_value=0, max_value=2))})
+        if draw(st.booleans()):
+            report.workflow_node_metadata.execution_id.name = draw(st.sampled_from(["child-a", "child-b"]))
+    return metadata
+
+
+@st.composite
+def accepted_task_events(draw) -> list[event_pb2.TaskExecutionEvent]:
+    """Draw events that are accepted in every delivery order.
+
+    Times grow, and so do (phase rank, phase_version), so no event is ever a
+    duplicate of another and the order of subtask reports is occurred_at order.
+    """
+    phases = [Phase.QUEUED, Phase.INITIALIZING, Phase.RUNNING]
+    phase_index, version = 0, 0
+    events = []
+    for at in range(1, draw(st.integers(min_value=2, max_value=6)) + 1):
+        if at > 1 and phase_index < len(phases) - 1 and draw(st.booleans()):
+            phase_index, version = phase_index + 1, 0
+        elif at > 1:
+            version += 1
+        fields = draw(detail_fields())
+        event = task_event(
+            "n0", phases[phase_index], at, phase_version=version, metadata=draw(subtask_reports()), **fields
+        )
+        events.append(event)
+    return events
+
+
+@ORDER_SETTINGS
+@given(events=accepted_task_events(), data=st.data())
+def test_subtasks_any_order(events, data):
     delivery = data.draw(st.permutations(events))
 
     assert public_view(state_after(*delivery)) == public_view(state_after(*events))
