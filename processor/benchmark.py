@@ -350,6 +350,19 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _machine_jiffies() -> tuple[int, int]:
+    """Return the busy and total CPU time of all CPUs since boot, in clock ticks, from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    # user, nice, system, idle, iowait, irq, softirq, steal; guest time is already part of user.
+    total = sum(fields[:8])
+    return total - fields[3] - fields[4], total
+
+
+def _busy_share(start: tuple[int, int], end: tuple[int, int]) -> float:
+    """Return the share of all CPUs that any process kept busy between two _machine_jiffies() readings."""
+    return (end[0] - start[0]) / max(1, end[1] - start[1])
+
+
 def _write_json(path: Path, document: dict) -> None:
     """Write ``document`` so that a reader sees the whole file or none of it."""
     partial = path.with_suffix(".partial")
@@ -542,18 +555,22 @@ def _wait_for_result(child: _ChildProcess, result_path: Path, timeout_seconds: f
 
 
 def measure_bare_loop(settings: Settings, events: int, work_dir: Path, timeout_seconds: float) -> dict:
+    jiffies = _machine_jiffies()
     child, result_path = _start_child("bare loop", "bare-loop", settings, events, work_dir, timeout_seconds)
     try:
         result = _wait_for_result(child, result_path, timeout_seconds)
     finally:
         child.stop()
+    result["machine_busy"] = _busy_share(jiffies, _machine_jiffies())
     return result
 
 
 def measure_faust_floor(settings: Settings, events: int, work_dir: Path, timeout_seconds: float) -> dict:
+    jiffies = _machine_jiffies()
     child, result_path = _start_child("faust floor", "faust-floor", settings, events, work_dir, timeout_seconds)
     try:
         result = _wait_for_result(child, result_path, timeout_seconds)
+        result["machine_busy"] = _busy_share(jiffies, _machine_jiffies())
     finally:
         exit_code = child.stop()
     if exit_code != 0:
@@ -621,6 +638,9 @@ class ProductResult:
     # Share of one core the worker used while it folded the load; an estimate,
     # because its start is the first poll that saw a state record.
     cpu_share: float = 0.0
+
+    # Share of all CPUs that any process kept busy over the same span.
+    machine_busy: float = 0.0
     peak_rss_kib: int = 0
     latency: Optional["LatencyResult"] = None
     profile: list[str] = field(default_factory=list)
@@ -680,11 +700,12 @@ def measure_product(
     worker = WorkerProcess(settings, work_dir / "product-worker.log").start()
     child = _ChildProcess("product worker", worker.process, worker.log_path)
     profiler = _Profiler(options.py_spy, worker.pid, work_dir / "product-profile.txt") if options.profile else None
-    cpu_at_first_record: list[float] = []
+    # Worker CPU seconds and machine jiffies at the first poll that saw a state record.
+    at_first_record: list[tuple[float, tuple[int, int]]] = []
 
     def note_first_record() -> None:
-        if not cpu_at_first_record and sum(_end_offsets(admin, _state_topics(settings)).values()) > 0:
-            cpu_at_first_record.append(_cpu_seconds(worker.pid))
+        if not at_first_record and sum(_end_offsets(admin, _state_topics(settings)).values()) > 0:
+            at_first_record.append((_cpu_seconds(worker.pid), _machine_jiffies()))
 
     try:
         _wait_for_commits(
@@ -695,7 +716,9 @@ def measure_product(
             child,
             on_poll=note_first_record,
         )
-        cpu_used = _cpu_seconds(worker.pid) - (cpu_at_first_record or [0.0])[0]
+        cpu_at_start, jiffies_at_start = at_first_record[0] if at_first_record else (0.0, _machine_jiffies())
+        cpu_used = _cpu_seconds(worker.pid) - cpu_at_start
+        machine_busy = _busy_share(jiffies_at_start, _machine_jiffies())
         profile = []
         if profiler is not None:
             profile = summarize_profile(profiler.stop(), options.profile_top)
@@ -715,6 +738,7 @@ def measure_product(
             profile=profile,
         )
         result.cpu_share = cpu_used / result.seconds
+        result.machine_busy = machine_busy
 
         if latency_load.events:
             print(
@@ -994,6 +1018,11 @@ def format_report(
     lines.append(f"ratio product/bare: {product_rate / bare_rate:.2f}")
     lines.append(f"ratio product/faust-floor: {product_rate / floor_rate:.2f}")
     lines.append(f"product worker CPU while folding: {100 * product.cpu_share:.0f}% of one core (estimate)")
+    lines.append(
+        f"machine CPU busy, all processes: bare loop {100 * bare['machine_busy']:.0f}%, "
+        f"faust floor {100 * floor['machine_busy']:.0f}%, product {100 * product.machine_busy:.0f}% "
+        f"of {len(os.sched_getaffinity(0))} CPUs"
+    )
 
     latency = product.latency
     if latency is not None:
