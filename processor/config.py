@@ -82,6 +82,10 @@ class Topics:
     # them differently from the execution key; empty means "<app id>-events-by-execution".
     repartition: str = ""
 
+    # Topic of FlyteAdmin's CloudEvents publisher, read beside the binary
+    # input topics; empty turns the CloudEvents input off.
+    cloudevents: str = ""
+
     def input_topic(self, kind: EventKind) -> str:
         return {
             EventKind.WORKFLOW: self.workflow_events,
@@ -92,6 +96,11 @@ class Topics:
     @property
     def inputs(self) -> tuple[str, str, str]:
         return (self.workflow_events, self.node_events, self.task_events)
+
+    @property
+    def all_inputs(self) -> tuple[str, ...]:
+        """The binary input topics, followed by the CloudEvents topic when one is set."""
+        return (*self.inputs, self.cloudevents) if self.cloudevents else self.inputs
 
     @property
     def states(self) -> tuple[str, str, str, str]:
@@ -168,6 +177,7 @@ class Settings:
             summary_state=_env("FLYTE_STATE_TOPIC_SUMMARY_STATE", defaults.summary_state),
             dead_letter=_env("FLYTE_STATE_TOPIC_DEAD_LETTER", defaults.dead_letter),
             repartition=_env("FLYTE_STATE_TOPIC_REPARTITION", ""),
+            cloudevents=_env("FLYTE_STATE_TOPIC_CLOUDEVENTS", ""),
         )
         settings = cls(
             bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers),
@@ -216,6 +226,7 @@ class Settings:
             "FLYTE_STATE_TOPIC_SUMMARY_STATE": topics.summary_state,
             "FLYTE_STATE_TOPIC_DEAD_LETTER": topics.dead_letter,
             "FLYTE_STATE_TOPIC_REPARTITION": self.repartition_topic,
+            "FLYTE_STATE_TOPIC_CLOUDEVENTS": topics.cloudevents,
             "FLYTE_STATE_PARTITIONS": str(self.partitions),
             "FLYTE_STATE_REPLICATION_FACTOR": str(self.replication_factor),
             "FLYTE_STATE_CREATE_TOPICS": "true" if self.create_topics else "false",
@@ -252,6 +263,6 @@ class Settings:
                 f"FLYTE_STATE_MAX_EVENT_BYTES ({self.max_event_bytes}) exceeds FLYTE_STATE_MAX_RECORD_BYTES "
                 f"({self.max_record_bytes}): oversized events could not be dead-lettered"
             )
-        names = [*self.topics.inputs, *self.topics.states, self.topics.dead_letter, self.repartition_topic]
+        names = [*self.topics.all_inputs, *self.topics.states, self.topics.dead_letter, self.repartition_topic]
         if len(set(names)) != len(names):
             raise ConfigError(f"topic names must differ from each other, got {names}")

@@ -51,6 +51,8 @@ class DeadLetterReason(str, enum.Enum):
     UNKNOWN_KIND = "unknown-kind"
     OVERSIZED = "oversized"
     FOLD_FAILED = "fold-failed"
+    # A record of the CloudEvents topic without a ce_type that names a flyteidl event.
+    UNKNOWN_CE_TYPE = "unknown-ce-type"
 
 
 class UndecodableEventError(ValueError):

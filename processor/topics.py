@@ -46,7 +46,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         "max.message.bytes": str(settings.max_record_bytes),
     }
 
-    specs = [TopicSpec(name, partitions, replication, dict(input_config)) for name in topics.inputs]
+    specs = [TopicSpec(name, partitions, replication, dict(input_config)) for name in topics.all_inputs]
     specs.append(TopicSpec(settings.repartition_topic, partitions, replication, dict(input_config)))
     specs.extend(TopicSpec(name, partitions, replication, dict(state_config)) for name in topics.states)
     specs.append(TopicSpec(topics.dead_letter, partitions, replication, dead_letter_config))

@@ -170,7 +170,7 @@ def test_with_topic_prefix_topics():
 
 
 def test_with_topic_prefix_each_field():
-    topics = Topics(repartition="events.by-execution")
+    topics = Topics(repartition="events.by-execution", cloudevents="flyteadmin.cloudevents")
     settings = Settings(topics=topics).with_topic_prefix("t1-")
 
     for field in dataclasses.fields(Topics):
