@@ -17,8 +17,10 @@ from google.protobuf.message import Message
 from processor.events import EventKind, ExecutionEvent
 from processor.fold import node as node_fold
 from processor.fold import task as task_fold
+from processor.fold import enrichment as enrichment_fold
 from processor.fold import timestamps
 from processor.fold import workflow as workflow_fold
+from processor.fold.enrichment import Enrichment
 from processor.fold.outcome import Outcome, Transition
 from processor.fold.public import public_view
 from processor.fold.phases import WORKFLOW_TERMINAL, node_phase_name, task_phase_name
@@ -105,12 +107,52 @@ class ExecutionFolder:
     def __init__(self, store: StateStore) -> None:
         self.store = store
 
-    def fold(self, event: ExecutionEvent) -> FoldResult:
+    def fold(self, event: ExecutionEvent, enrichment: Optional[Enrichment] = None) -> FoldResult:
+        """Fold one event, then apply the enrichment of the version 2 CloudEvent that carried it, if any."""
         if event.kind is EventKind.WORKFLOW:
-            return self._fold_workflow(event)
+            result = self._fold_workflow(event)
+        elif event.kind is EventKind.NODE:
+            result = self._fold_node(event)
+        else:
+            result = self._fold_task(event)
+        if enrichment is not None:
+            self._apply_enrichment(result, event, enrichment)
+        return result
+
+    def _apply_enrichment(self, result: FoldResult, event: ExecutionEvent, enrichment: Enrichment) -> None:
+        """Write the enrichment into the execution's workflow record and, for a node event, its node record.
+
+        Only records that exist are enriched. A record whose public view
+        changes is published once per fold: when the event already changed
+        it, that change is replaced by the enriched record under the same
+        version, and a republished copy of it is dropped.
+        """
+        targets = [(RecordKind.WORKFLOW, event.execution_key, enrichment_fold.enrich_workflow)]
         if event.kind is EventKind.NODE:
-            return self._fold_node(event)
-        return self._fold_task(event)
+            targets.append((RecordKind.NODE, event.entity_key, enrichment_fold.enrich_node))
+
+        for kind, key, enrich in targets:
+            previous = self.store.get(kind, key)
+            if previous is None:
+                continue
+            state = type(previous)()
+            state.CopyFrom(previous)
+            enrich(state, enrichment)
+            if public_view(state) != public_view(previous):
+                self._store_enriched(result, kind, key, state)
+
+    def _store_enriched(self, result: FoldResult, kind: RecordKind, key: str, state: Message) -> None:
+        same_record = [index for index, change in enumerate(result.changes) if (change.kind, change.key) == (kind, key)]
+        if not same_record:
+            state.version += 1
+        self.store.put(kind, key, state)
+
+        published = StateChange(kind, key, public_view(state, keep_version=True))
+        if same_record:
+            result.changes[same_record[-1]] = published
+        else:
+            result.changes.append(published)
+        result.republish = [change for change in result.republish if (change.kind, change.key) != (kind, key)]
 
     def _fold_workflow(self, event: ExecutionEvent) -> FoldResult:
         previous = self.store.get(RecordKind.WORKFLOW, event.entity_key)
