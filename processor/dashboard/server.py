@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 
 import uvicorn
 
@@ -42,6 +43,19 @@ def run_dashboard(settings: Settings, host: str, port: int) -> int:
         settings.bootstrap_servers,
     )
     server = uvicorn.Server(config)
-    server.run()
-    # uvicorn sets started only when it could bind and start the application.
-    return 0 if server.started else 1
+    # uvicorn shuts down gracefully on SIGTERM, then restores the previous
+    # handler and raises the signal again. With the default handler the
+    # process would end as killed by SIGTERM, so this one makes it exit 0.
+    previous_handler = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        server.run()
+    except SystemExit as exit_:
+        # Also raised by uvicorn with status 1 when it cannot bind the port.
+        return int(exit_.code or 0)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    return 0
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(0)

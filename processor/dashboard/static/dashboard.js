@@ -90,8 +90,13 @@
         phases.map((phase) => el("span", { class: "count phase-" + phase }, phase.toLowerCase() + " " + counts[phase]))));
   }
 
+  // Execution keys contain ":" and, with an org, "/": both stay readable in the path.
+  function encodeKey(key) {
+    return key.split("/").map((part) => encodeURIComponent(part).replace(/%3A/gi, ":")).join("/");
+  }
+
   function executionUrl(key) {
-    return "/executions/" + key.split("/").map(encodeURIComponent).join("/");
+    return "/executions/" + encodeKey(key);
   }
 
   function executionKeyOf(id) {
@@ -527,7 +532,7 @@
     async function load() {
       let data;
       try {
-        data = await fetchJson("/api/executions/" + key.split("/").map(encodeURIComponent).join("/"));
+        data = await fetchJson("/api/executions/" + encodeKey(key));
       } catch (error) {
         if (error.status === 404) {
           document.getElementById("not-found").hidden = false;
