@@ -5,6 +5,11 @@ it is only when its key is the execution key and it sits on the partition
 that murmur2 gives for that key, because the table state of an execution
 lives on that partition. Otherwise it is sent, unchanged, to the repartition
 topic under the execution key.
+
+Records of the CloudEvents topic are keyed by their CloudEvent id, so they
+are always forwarded. Their value and headers go unchanged, with the kind
+header and ``flyte-event-format: cloudevents`` added, and the record is
+decoded again as a CloudEvent on the repartition topic.
 """
 
 from __future__ import annotations
@@ -14,11 +19,18 @@ from typing import Optional, Sequence, Union
 
 from aiokafka.partitioner import murmur2
 
+from processor.cloudevents import decode_cloud_event
 from processor.config import Settings
 from processor.events import DeadLetterReason, EventKind, ExecutionEvent, UndecodableEventError, decode_event, parse_kind
+from processor.fold.enrichment import Enrichment
 
 # Header that names the event kind on records of the repartition topic.
 KIND_HEADER = "flyte-event-kind"
+
+# Header that marks records of the repartition topic whose value is a
+# CloudEvent; records without it hold a binary flyteidl event.
+FORMAT_HEADER = "flyte-event-format"
+CLOUDEVENTS_FORMAT = b"cloudevents"
 
 # Headers added to dead-letter records, beside the original headers.
 DEAD_LETTER_REASON = "flyte.dead-letter.reason"
@@ -43,6 +55,8 @@ class InputRecord:
 @dataclass(frozen=True)
 class FoldHere:
     event: ExecutionEvent
+    # What the event's version 2 CloudEvent added to it, for ExecutionFolder.fold.
+    enrichment: Optional[Enrichment] = None
 
 
 @dataclass(frozen=True)
@@ -82,18 +96,24 @@ class RecordRouter:
         self.partitions = settings.partitions
         self.max_event_bytes = settings.max_event_bytes
         self.repartition_topic = settings.repartition_topic
+        self.cloudevents_topic = settings.topics.cloudevents
         self.kind_by_topic = {settings.topics.input_topic(kind): kind for kind in EventKind}
 
     def route(self, record: InputRecord) -> Route:
+        is_cloud_event = self._is_cloud_event(record)
+        enrichment = None
         try:
-            kind = self._kind_of(record)
-            event = decode_event(kind, record.value, max_bytes=self.max_event_bytes)
+            if is_cloud_event:
+                decoded = decode_cloud_event(record.headers, record.value, max_bytes=self.max_event_bytes)
+                event, enrichment = decoded.event, decoded.enrichment
+            else:
+                event = decode_event(self._kind_of(record), record.value, max_bytes=self.max_event_bytes)
         except UndecodableEventError as error:
             return DeadLetter(error.reason, error.detail)
 
         key = event.execution_key.encode()
         if record.key == key and record.partition == partition_for_key(key, self.partitions):
-            return FoldHere(event)
+            return FoldHere(event, enrichment)
 
         if record.topic == self.repartition_topic:
             # The repartition topic is written only by this processor, keyed by
@@ -104,9 +124,16 @@ class RecordRouter:
                 f"{partition_for_key(key, self.partitions)}",
             )
 
-        headers = [(name, value) for name, value in record.headers if name != KIND_HEADER]
-        headers.append((KIND_HEADER, kind.value.encode()))
+        headers = [(name, value) for name, value in record.headers if name not in (KIND_HEADER, FORMAT_HEADER)]
+        headers.append((KIND_HEADER, event.kind.value.encode()))
+        if is_cloud_event:
+            headers.append((FORMAT_HEADER, CLOUDEVENTS_FORMAT))
         return Repartition(event, key, headers)
+
+    def _is_cloud_event(self, record: InputRecord) -> bool:
+        if self.cloudevents_topic and record.topic == self.cloudevents_topic:
+            return True
+        return record.topic == self.repartition_topic and header_value(record.headers, FORMAT_HEADER) == CLOUDEVENTS_FORMAT
 
     def _kind_of(self, record: InputRecord) -> EventKind:
         kind = self.kind_by_topic.get(record.topic)
