@@ -102,7 +102,7 @@ class ExecutionStateTopology:
         topics = settings.topics
 
         self.input_topic = app.topic(
-            *topics.inputs,
+            *topics.all_inputs,
             settings.repartition_topic,
             key_serializer="raw",
             value_serializer="raw",
@@ -131,7 +131,7 @@ class ExecutionStateTopology:
         self.gauges = WorkerGauges(
             app,
             {TABLE_NAMES[kind]: table for kind, table in self.tables.items()},
-            [*topics.inputs, settings.repartition_topic],
+            [*topics.all_inputs, settings.repartition_topic],
         )
 
         # One agent instance: with concurrency above 1 faust can commit the
@@ -219,7 +219,7 @@ class ExecutionStateTopology:
         event = route.event
         try:
             with metrics.FOLD_SECONDS.labels(kind=event.kind.value).time():
-                result = self.folder.fold(event)
+                result = self.folder.fold(event, enrichment=route.enrichment)
         except Exception as error:
             log.exception(
                 "fold failed for %s event of %s at %s[%d]@%d",
@@ -333,7 +333,7 @@ def run_worker(settings: Settings) -> int:
         "starting worker %s on %s: inputs %s, state store %s",
         settings.app_id,
         settings.bootstrap_servers,
-        ", ".join(settings.topics.inputs),
+        ", ".join(settings.topics.all_inputs),
         settings.store,
     )
     try:
