@@ -133,7 +133,9 @@ class RecordRouter:
     def _is_cloud_event(self, record: InputRecord) -> bool:
         if self.cloudevents_topic and record.topic == self.cloudevents_topic:
             return True
-        return record.topic == self.repartition_topic and header_value(record.headers, FORMAT_HEADER) == CLOUDEVENTS_FORMAT
+        if record.topic != self.repartition_topic:
+            return False
+        return header_value(record.headers, FORMAT_HEADER) == CLOUDEVENTS_FORMAT
 
     def _kind_of(self, record: InputRecord) -> EventKind:
         kind = self.kind_by_topic.get(record.topic)
