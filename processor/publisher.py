@@ -1,4 +1,8 @@
-"""Publishing of stream files to the input topics as binary protobuf, keyed by execution id."""
+"""Publishing of stream files to the input topics as binary protobuf, keyed by execution id.
+
+The cloudevents formats write to the CloudEvents topic instead, as FlyteAdmin's
+CloudEvents publisher does (see processor/cloudevents.py).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,17 @@ from typing import Callable, Iterable, Optional
 
 from confluent_kafka import KafkaError, Producer
 
-from processor.config import Settings
+from processor.cloudevents import FlyteAdminStyleEncoder, sarama_partition
+from processor.config import ConfigError, Settings
 from processor.events import ExecutionEvent
 from processor.kafka_clients import producer_config
 from processor.streamfile import StreamFileError, read_stream_lenient
 
 log = logging.getLogger(__name__)
+
+
+# Values of the publish command's --format option, with the CloudEvents version of each cloudevents format.
+PUBLISH_FORMATS = {"binary": None, "cloudevents-v1": 1, "cloudevents-v2": 2}
 
 
 class PublishError(RuntimeError):
@@ -23,6 +32,8 @@ class PublishError(RuntimeError):
 @dataclass
 class PublishReport:
     published: int = 0
+    # Events that FlyteAdmin would not publish: the first of each task attempt.
+    left_out: int = 0
     bad_lines: list[str] = field(default_factory=list)
     delivery_errors: list[str] = field(default_factory=list)
 
@@ -30,8 +41,16 @@ class PublishReport:
 class EventPublisher:
     """Produce events with the murmur2 partitioner, so each lands on its execution's partition."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, event_format: str = "binary") -> None:
+        if event_format not in PUBLISH_FORMATS:
+            raise ValueError(f"unknown event format {event_format!r}: use one of {', '.join(PUBLISH_FORMATS)}")
+        version = PUBLISH_FORMATS[event_format]
+        if version is not None and not settings.topics.cloudevents:
+            raise ConfigError(
+                f"format {event_format} writes to the CloudEvents topic: set FLYTE_STATE_TOPIC_CLOUDEVENTS"
+            )
         self.settings = settings
+        self.cloud_events = FlyteAdminStyleEncoder(version) if version is not None else None
         self.producer = Producer(producer_config(settings))
         self.report = PublishReport()
 
@@ -40,11 +59,26 @@ class EventPublisher:
             self.report.delivery_errors.append(f"{message.topic()}: {error.str()}")
 
     def publish_event(self, event: ExecutionEvent) -> None:
+        if self.cloud_events is not None:
+            self._publish_cloud_event(event)
+            return
         topic = self.settings.topics.input_topic(event.kind)
-        value = event.message.SerializeToString()
+        self._produce(topic, key=event.execution_key.encode(), value=event.message.SerializeToString())
+
+    def _publish_cloud_event(self, event: ExecutionEvent) -> None:
+        """Produce the event as FlyteAdmin would: keyed by its CloudEvent id, on Sarama's partition for that key."""
+        record = self.cloud_events.encode(event)
+        if record is None:
+            self.report.left_out += 1
+            return
+        topic = self.settings.topics.cloudevents
+        partition = sarama_partition(record.key, self.settings.partitions)
+        self._produce(topic, key=record.key, value=record.value, headers=record.headers, partition=partition)
+
+    def _produce(self, topic: str, **record) -> None:
         while True:
             try:
-                self.producer.produce(topic, key=event.execution_key.encode(), value=value, on_delivery=self._on_delivery)
+                self.producer.produce(topic, **record, on_delivery=self._on_delivery)
                 break
             except BufferError:
                 # The local queue is full: serve delivery reports to make room.
