@@ -42,11 +42,17 @@ def command_publish(args: argparse.Namespace) -> int:
     ensure_topics(settings)
     progress = publish_progress(args.files, args.progress)
     try:
-        report = EventPublisher(settings).publish_files(args.files, on_line=progress.update if progress else None)
+        publisher = EventPublisher(settings, args.format)
+        report = publisher.publish_files(args.files, on_line=progress.update if progress else None)
     finally:
         if progress is not None:
             progress.close()
     print(f"published {report.published} events to {settings.bootstrap_servers}", file=sys.stderr)
+    if report.left_out:
+        print(
+            f"left out {report.left_out} events that FlyteAdmin does not publish: the first of each task attempt",
+            file=sys.stderr,
+        )
     if report.bad_lines:
         print(f"skipped {len(report.bad_lines)} bad lines:", file=sys.stderr)
         for line in report.bad_lines:
@@ -114,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     publish = commands.add_parser("publish", help="produce JSON Lines stream files to the input topics")
     publish.add_argument("files", nargs="+", help="stream files; - reads standard input")
+    publish.add_argument(
+        "--format",
+        choices=["binary", "cloudevents-v1", "cloudevents-v2"],
+        default="binary",
+        help="binary: protobuf to the input topics (default); cloudevents-v1, cloudevents-v2: FlyteAdmin's "
+        "CloudEvents of that version to FLYTE_STATE_TOPIC_CLOUDEVENTS",
+    )
     publish.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
