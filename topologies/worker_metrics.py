@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Optional
+from wsgiref.simple_server import WSGIServer
 
 import faust
 from prometheus_client import start_http_server
@@ -19,20 +20,21 @@ LAG_INTERVAL_SECONDS = 5.0
 
 # Seconds between two updates of the table size gauges. Counting the keys of
 # a RocksDB table walks all of them on the event loop, so this runs less often.
-TABLE_SIZE_INTERVAL_SECONDS = 30.0
+TABLE_SIZE_INTERVAL_SECONDS = 15.0
 
 
-def start_metrics_server(settings: Settings) -> None:
-    """Serve metrics.REGISTRY on FLYTE_STATE_METRICS_PORT, unless it is 0.
+def start_metrics_server(settings: Settings) -> Optional[WSGIServer]:
+    """Serve metrics.REGISTRY on FLYTE_STATE_METRICS_PORT in a daemon thread, unless the port is 0.
 
-    A port that cannot be bound is logged as an error and the worker runs on
+    Returns the server, or None when it is off or could not start. A port
+    that cannot be bound is logged as an error and the worker runs on
     without the endpoint, because folding matters more than its metrics.
     """
     if settings.metrics_port == 0:
         log.info("metrics endpoint is off (FLYTE_STATE_METRICS_PORT=0)")
-        return
+        return None
     try:
-        start_http_server(settings.metrics_port, addr=settings.metrics_address, registry=metrics.REGISTRY)
+        server, _ = start_http_server(settings.metrics_port, addr=settings.metrics_address, registry=metrics.REGISTRY)
     except OSError as error:
         log.error(
             "cannot serve metrics on %s:%d: %s; the worker runs without its metrics endpoint, "
@@ -41,8 +43,9 @@ def start_metrics_server(settings: Settings) -> None:
             settings.metrics_port,
             error,
         )
-        return
+        return None
     log.info("serving Prometheus metrics on http://%s:%d/metrics", settings.metrics_address, settings.metrics_port)
+    return server
 
 
 class WorkerGauges:
@@ -56,6 +59,11 @@ class WorkerGauges:
 
         app.timer(LAG_INTERVAL_SECONDS, on_leader=False)(self.update_lag)
         app.timer(TABLE_SIZE_INTERVAL_SECONDS, on_leader=False)(self.update_table_sizes)
+        # Count right after recovery too, when the tables change the most. One
+        # table's hook is enough because faust recovers all tables together.
+        first_table = next(iter(tables.values()), None)
+        if first_table is not None:
+            first_table.on_recover(self.update_table_sizes)
         # Read at scrape time: faust sets in_recovery while the tables restore.
         metrics.RECOVERY_IN_PROGRESS.set_function(lambda: 1.0 if app.in_recovery else 0.0)
 
