@@ -47,3 +47,35 @@ def test_publish_reads_stdin(module_settings):
 
     assert result.returncode == 0, result.stderr
     assert f"published {len(stream.read_text().splitlines())} events" in result.stderr
+
+
+def test_publish_progress_bar(module_settings):
+    stream = stream_files()[0]
+    lines = sum(1 for line in stream.read_text().splitlines() if line.strip())
+
+    result = subprocess.run(
+        [sys.executable, "-m", "processor.cli", "publish", "--progress", str(stream)],
+        env={**os.environ, **module_settings.to_env()},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert f"{lines}/{lines}" in result.stderr
+    assert "events/s" in result.stderr
+
+
+def test_publish_piped_has_no_bar(module_settings):
+    result = subprocess.run(
+        [sys.executable, "-m", "processor.cli", "publish", str(stream_files()[0])],
+        env={**os.environ, **module_settings.to_env()},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "events/s" not in result.stderr
