@@ -2,6 +2,7 @@
 #
 #   make demo         run `flyte-state demo` against a local broker
 #   make test         run the test suite (it starts its own broker)
+#   make browser      install Debian's chromium for the dashboard's browser tests
 #   make kafka-start  start the local broker (scripts/kafka-local start)
 #   make kafka-stop   stop it
 #   make clean        stop and delete local broker instances, delete .venv
@@ -22,12 +23,13 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test kafka-start kafka-stop kafka-status clean
+.PHONY: help venv demo test browser kafka-start kafka-stop kafka-status clean
 
 help:
 	@echo "Targets:"
 	@echo "  demo          run 'flyte-state demo' against a local broker, or KAFKA_BOOTSTRAP_SERVERS when set"
 	@echo "  test          run pytest -v; set PYTEST_ARGS for extra arguments"
+	@echo "  browser       install chromium with apt-get when /usr/bin/chromium is missing"
 	@echo "  kafka-start   start the local broker (KAFKA_LOCAL_PORT, default 9092)"
 	@echo "  kafka-stop    stop the local broker"
 	@echo "  kafka-status  show whether the local broker runs"
@@ -68,13 +70,30 @@ demo: $(INSTALL_STAMP)
 
 # pytest exits with 5 when it collects no tests. That fails the target like
 # any other pytest failure, with a message that names the cause.
-test: $(INSTALL_STAMP)
+test: $(INSTALL_STAMP) browser
 	@status=0; \
 	$(VENV_PYTHON) -m pytest -v $(PYTEST_ARGS) || status=$$?; \
 	if [ "$$status" -eq 5 ]; then \
 	    echo "error: pytest collected no tests (exit status 5)" >&2; \
 	fi; \
 	exit "$$status"
+
+# The dashboard's browser tests drive /usr/bin/chromium and skip without it.
+# As root with apt-get, this installs Debian's package and fails when that
+# fails; elsewhere it only prints that those tests will skip.
+CHROMIUM := /usr/bin/chromium
+
+browser:
+	@if [ -x "$(CHROMIUM)" ]; then \
+	    exit 0; \
+	fi; \
+	if [ "$$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then \
+	    echo "note: $(CHROMIUM) is missing and installing it needs root and apt-get; the browser tests will skip" >&2; \
+	    exit 0; \
+	fi; \
+	echo "Installing chromium with apt-get for the dashboard's browser tests"; \
+	apt-get update; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
 kafka-start:
 	$(KAFKA_LOCAL) start
