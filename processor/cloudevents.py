@@ -271,6 +271,8 @@ def _parse_data(message: Message, data: Any, content_type: str) -> None:
     """Parse the CloudEvent's data into ``message``, as protobuf or as protobuf JSON by its content type.
 
     Unknown JSON fields are ignored, so that events of a newer flyteidl still decode.
+    NOTE: an enum name that this flyteidl does not know is ignored as well,
+    so a phase added in a newer flyteidl reads as the kind's UNDEFINED phase.
     """
     media_type = _media_type(content_type) or JSON_CONTENT_TYPE
     name = message.DESCRIPTOR.full_name
