@@ -221,7 +221,9 @@ def test_execution_appears_live(page, dashboard, module_settings, module_worker,
         other_row = page.locator(f'tr[data-key="{execution_key_of_stream(name)}"]')
         expect(other_row.locator(".phase")).not_to_have_text("UNDEFINED", timeout=SHOW_TIMEOUT_MS)
     expect(page.locator("#page-range")).to_have_text(f"1–{1 + len(others)} of {1 + len(others)} executions")
-    page.screenshot(path=str(screenshot_path(tmp_path, "dashboard-executions.png")))
+    # A short viewport makes the full-page screenshot as tall as the list.
+    page.set_viewport_size({"width": 1400, "height": 200})
+    page.screenshot(path=str(screenshot_path(tmp_path, "dashboard-executions.png")), full_page=True)
 
 
 def test_execution_page_shows_tree(page, dashboard, module_settings, module_worker, tmp_path):
