@@ -10,6 +10,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from processor.config import ConfigError, Settings
+from processor.fold.execution import RecordKind
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,20 @@ class TopicSpec:
     @property
     def compacted(self) -> bool:
         return "compact" in self.config.get("cleanup.policy", "")
+
+
+# Names of the worker's faust tables; each has a changelog topic
+# "<app id>-<table name>-changelog".
+TABLE_NAMES = {
+    RecordKind.WORKFLOW: "workflow-executions",
+    RecordKind.NODE: "node-executions",
+    RecordKind.TASK: "task-executions",
+    RecordKind.SUMMARY: "execution-summaries",
+}
+
+
+def changelog_topic(settings: Settings, table_name: str) -> str:
+    return f"{settings.app_id}-{table_name}-changelog"
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -50,6 +65,15 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     specs.append(TopicSpec(settings.repartition_topic, partitions, replication, dict(input_config)))
     specs.extend(TopicSpec(name, partitions, replication, dict(state_config)) for name in topics.states)
     specs.append(TopicSpec(topics.dead_letter, partitions, replication, dead_letter_config))
+
+    # faust would create the changelogs itself, but only after the agent has
+    # started; a table written before the changelog shows in the metadata
+    # raises PartitionsMismatch. Creating them here closes that window.
+    changelog_config = {"cleanup.policy": "compact"}
+    specs.extend(
+        TopicSpec(changelog_topic(settings, name), partitions, replication, dict(changelog_config))
+        for name in TABLE_NAMES.values()
+    )
     return specs
 
 

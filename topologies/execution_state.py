@@ -19,6 +19,7 @@ from processor.events import DeadLetterReason
 from processor.fold.execution import ExecutionFolder, RecordKind
 from processor.messages import WorkflowExecutionState
 from processor.security import faust_broker_credentials
+from processor.topics import TABLE_NAMES
 from processor.routing import (
     DeadLetter,
     FoldHere,
@@ -29,17 +30,11 @@ from processor.routing import (
     header_value,
     partition_for_key,
 )
-from topologies.table_store import TableStateStore
+from topologies.table_store import StateStoreError, TableStateStore
 from topologies.worker_metrics import WorkerGauges, start_metrics_server
 
 log = logging.getLogger(__name__)
 
-TABLE_NAMES = {
-    RecordKind.WORKFLOW: "workflow-executions",
-    RecordKind.NODE: "node-executions",
-    RecordKind.TASK: "task-executions",
-    RecordKind.SUMMARY: "execution-summaries",
-}
 
 # Exit code of a worker that stops itself because Kafka refused a record it
 # must publish; the event is not acknowledged, so a restart folds it again.
@@ -220,6 +215,10 @@ class ExecutionStateTopology:
         try:
             with metrics.FOLD_SECONDS.labels(kind=event.kind.value).time():
                 result = self.folder.fold(event, enrichment=route.enrichment)
+        except StateStoreError:
+            # The table failed, not the event: dead-lettering would lose a
+            # valid event, so the worker stops without acknowledging it.
+            raise
         except Exception as error:
             log.exception(
                 "fold failed for %s event of %s at %s[%d]@%d",

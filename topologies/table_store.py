@@ -9,6 +9,10 @@ from google.protobuf.message import Message
 from processor.fold.execution import RecordKind
 
 
+class StateStoreError(RuntimeError):
+    """A faust table failed to read or write; the event that needed it must be retried, not dead-lettered."""
+
+
 class TableStateStore:
     """Read and write records in faust tables keyed and valued by bytes.
 
@@ -20,7 +24,10 @@ class TableStateStore:
         self.tables = tables
 
     def get(self, kind: RecordKind, key: str) -> Optional[Message]:
-        raw = self.tables[kind].get(key.encode())
+        try:
+            raw = self.tables[kind].get(key.encode())
+        except Exception as error:
+            raise StateStoreError(f"cannot read {key!r} from the {kind.value} table: {error}") from error
         if raw is None:
             return None
         state = kind.message_class()
@@ -28,7 +35,13 @@ class TableStateStore:
         return state
 
     def put(self, kind: RecordKind, key: str, state: Message) -> None:
-        self.tables[kind][key.encode()] = state.SerializeToString()
+        try:
+            self.tables[kind][key.encode()] = state.SerializeToString()
+        except Exception as error:
+            raise StateStoreError(f"cannot write {key!r} to the {kind.value} table: {error}") from error
 
     def delete(self, kind: RecordKind, key: str) -> None:
-        self.tables[kind].pop(key.encode(), None)
+        try:
+            self.tables[kind].pop(key.encode(), None)
+        except Exception as error:
+            raise StateStoreError(f"cannot delete {key!r} from the {kind.value} table: {error}") from error
