@@ -2,11 +2,11 @@
 
 FlyteAdmin 1.16 (``flyteadmin/pkg/async/cloudevent`` at tag v1.16.8) sends
 one CloudEvent for each event it accepted, through the CloudEvents Go SDK's
-Kafka sender, in binary mode: the attributes are the headers ``ce_specversion``,
-``ce_id``, ``ce_source``, ``ce_type``, ``ce_time`` and ``ce_jsonschemaurl``,
-``content-type`` is ``application/json``, and the value is the protobuf JSON of
-the message that ``ce_type`` names (camelCase names, enum names, no default
-values, 64-bit integers as strings):
+Kafka sender, in binary mode. The attributes are the headers ``ce_specversion``,
+``ce_id``, ``ce_source``, ``ce_type``, ``ce_time`` and ``ce_jsonschemaurl``, and
+``content-type`` is ``application/json``. The value is the protobuf JSON of the
+message that ``ce_type`` names (camelCase names, enum names, no default values,
+64-bit integers as strings):
 
 - version 1: ``com.flyte.resource.flyteidl.admin.WorkflowExecutionEventRequest``
   (and ``NodeExecutionEventRequest``, ``TaskExecutionEventRequest``) with the
@@ -138,10 +138,11 @@ class DecodedCloudEvent:
 def decode_cloud_event(headers: Headers, value: Optional[bytes], *, max_bytes: int) -> DecodedCloudEvent:
     """Decode one record of the CloudEvents topic into its flyteidl event, keys and enrichment.
 
-    Raises UndecodableEventError with the dead-letter reason: ``unknown-ce-type``
-    when the record is no CloudEvent of a flyteidl event, ``undecodable`` when
-    the envelope or the data cannot be read, ``oversized``, or the reasons of
-    ``keyed_event`` when the event's ids are missing or invalid.
+    Raises UndecodableEventError with the dead-letter reason. It is
+    ``unknown-ce-type`` when the record is no CloudEvent of a flyteidl event,
+    ``undecodable`` when the envelope or the data cannot be read, and
+    ``oversized`` for a value above ``max_bytes``. Missing or invalid event
+    ids raise the reasons of ``keyed_event``.
     """
     if value is None:
         raise UndecodableEventError(DeadLetterReason.UNDECODABLE, "record has no value")
@@ -214,7 +215,7 @@ def enrichment_of(message: Message) -> Optional[Enrichment]:
 
 
 def _header_text(headers: Headers, name: str) -> str:
-    """Return the value of the last header called ``name``, compared without case, as text; empty when absent."""
+    """Return the value of the last header called ``name``, compared without case, as text, or "" when absent."""
     found = ""
     for header_name, value in headers:
         if header_name.lower() == name and value is not None:
@@ -415,7 +416,7 @@ def cloud_event_id(event: ExecutionEvent) -> str:
 def _text_form(message: Message) -> str:
     """Return the one-line protobuf text form of an identifier, as Go's ``String()`` writes it.
 
-    Fields are written in declaration order; fields with default values are
+    Fields are written in declaration order. Fields with default values are
     left out, as proto3 does.
     """
     parts = []
@@ -484,7 +485,7 @@ class FlyteAdminStyleEncoder:
 
     FlyteAdmin creates a task attempt's record from the attempt's first
     event and publishes no CloudEvent for it, so the encoder leaves out the
-    first event of each task attempt that it sees.
+    first event of each task attempt that it is given.
     """
 
     def __init__(self, version: int) -> None:

@@ -83,7 +83,7 @@ class Topics:
     repartition: str = ""
 
     # Topic of FlyteAdmin's CloudEvents publisher, read beside the binary
-    # input topics; empty turns the CloudEvents input off.
+    # input topics. An empty name turns the CloudEvents input off.
     cloudevents: str = ""
 
     def input_topic(self, kind: EventKind) -> str:

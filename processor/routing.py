@@ -28,7 +28,7 @@ from processor.fold.enrichment import Enrichment
 KIND_HEADER = "flyte-event-kind"
 
 # Header that marks records of the repartition topic whose value is a
-# CloudEvent; records without it hold a binary flyteidl event.
+# CloudEvent. Records without it contain a binary flyteidl event.
 FORMAT_HEADER = "flyte-event-format"
 CLOUDEVENTS_FORMAT = b"cloudevents"
 

@@ -1,12 +1,12 @@
 """Enrichment of state records from FlyteAdmin's version 2 CloudEvents.
 
 A version 2 CloudEvent wraps the flyteidl event with fields that FlyteAdmin
-1.16 reads from its database when it publishes the event: the execution's
-launch plan id, principal, labels, reference execution and artifact ids
-(``flyteidl.event.CloudEventWorkflowExecution`` and
-``CloudEventNodeExecution``; ``CloudEventTaskExecution`` carries only the
-labels). They describe the execution rather than the event, so they are
-applied whatever the event's fold outcome.
+1.16 reads from its database when it publishes the event. They are the
+execution's launch plan id, principal, labels, reference execution and
+artifact ids in ``flyteidl.event.CloudEventWorkflowExecution`` and
+``CloudEventNodeExecution``, and only the labels in
+``CloudEventTaskExecution``. They describe the execution rather than the
+event, so they are applied whatever the event's fold outcome.
 
 Each step is an assignment of a value that every event of the execution
 carries alike, or a set union, so applying an enrichment twice or in another

@@ -597,7 +597,7 @@ def test_sarama_partition_negative_hash():
     assert sarama_partition(b"a", 7) == (2**32 - 0xE40C292C) % 7
 
 
-def test_encoder_leaves_out_first_task_event_of_each_attempt():
+def test_encoder_omits_first_task_events():
     events = [
         keyed(workflow_event(WorkflowPhase.RUNNING, 1)),
         keyed(node_event("n0", NodePhase.QUEUED, 2)),
