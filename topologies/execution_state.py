@@ -36,8 +36,9 @@ from topologies.worker_metrics import WorkerGauges, start_metrics_server
 log = logging.getLogger(__name__)
 
 
-# Exit code of a worker that stops itself because Kafka refused a record it
-# must publish; the event is not acknowledged, so a restart folds it again.
+# Exit code of a worker that stops itself because it could not publish a
+# record or use a table. The event is not acknowledged, so a restart folds it
+# again.
 EXIT_PUBLISH_FAILED = 70
 
 
@@ -164,11 +165,12 @@ class ExecutionStateTopology:
                     continue
                 await self.handle(record)
             except Exception:
-                # A failed publish leaves state topics behind the tables. Exit
-                # without acknowledging the event so that a restart folds it
-                # again; an exception raised here would ack and skip it.
+                # A failed publish or table write leaves the state topics behind
+                # the tables. Exit without acknowledging the event so that a
+                # restart folds it again, because faust acks and skips an event
+                # whose agent raises.
                 log.critical(
-                    "cannot publish results of %s[%d]@%d; stopping the worker without committing",
+                    "cannot handle %s[%d]@%d; stopping the worker without committing",
                     record.topic,
                     record.partition,
                     record.offset,
