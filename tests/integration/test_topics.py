@@ -94,3 +94,21 @@ def test_worker_exits_on_mismatch(kafka_bootstrap, tmp_path):
 
     assert result.returncode == 2
     assert "has 1 partitions but the processor expects 3" in result.stderr
+
+
+def test_worker_unreachable_broker_exits(tmp_path):
+    # Nothing listens on port 1 of the loopback address.
+    settings = isolated_settings("127.0.0.1:1", tmp_path).replace(connect_timeout_seconds=4.0)
+
+    result = subprocess.run(
+        [sys.executable, "-m", "processor.cli", "worker"],
+        env={**os.environ, **settings.to_env()},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 2
+    assert "cannot reach Kafka at 127.0.0.1:1 within 4 s" in result.stderr
+    assert "FLYTE_STATE_CONNECT_TIMEOUT_SECONDS" in result.stderr
