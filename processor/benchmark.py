@@ -641,6 +641,11 @@ class ProductResult:
 
     # Share of all CPUs that any process kept busy over the same span.
     machine_busy: float = 0.0
+
+    # Records in the dead-letter topic after both phases. The load is valid,
+    # so each one is an event that the worker failed to fold.
+    dead_letters: int = 0
+    log_path: Optional[Path] = None
     peak_rss_kib: int = 0
     latency: Optional["LatencyResult"] = None
     profile: list[str] = field(default_factory=list)
@@ -747,6 +752,8 @@ def measure_product(
                 flush=True,
             )
             result.latency = measure_latency(settings, latency_load, options.latency_rate, child, options.timeout)
+        result.dead_letters = sum(_end_offsets(admin, [settings.topics.dead_letter]).values())
+        result.log_path = worker.log_path
         result.peak_rss_kib = _peak_rss_kib(worker.pid)
         return result
     finally:
@@ -1039,6 +1046,7 @@ def format_report(
     lines.append(f"peak RSS bare loop: {bare['peak_rss_kib'] / 1024:.0f} MiB")
     lines.append(f"peak RSS faust floor: {floor['peak_rss_kib'] / 1024:.0f} MiB")
 
+    lines.append(f"product dead letters: {product.dead_letters}")
     lines.append(f"changelog records per event: {product.changelog_records / events:.2f}")
     lines.append(f"state records per event: {product.state_records / events:.2f}")
     lines.append(
@@ -1233,6 +1241,13 @@ def run(options: argparse.Namespace) -> int:
 
     for line in format_report(header, bare, floor, product, options):
         print(line)
+    if product.dead_letters:
+        log.error(
+            "the worker dead-lettered %d events of a valid load, so its figures measure a failing worker; log: %s",
+            product.dead_letters,
+            product.log_path,
+        )
+        return 1
     return 0
 
 

@@ -28,6 +28,7 @@ FIGURE_LINES = {
     "worker peak RSS": r"^peak RSS product worker: \d+ MiB$",
     "bare loop peak RSS": r"^peak RSS bare loop: \d+ MiB$",
     "faust floor peak RSS": r"^peak RSS faust floor: \d+ MiB$",
+    "product dead letters": r"^product dead letters: \d+$",
     "changelog records": r"^changelog records per event: \d+\.\d\d$",
     "state records": r"^state records per event: \d+\.\d\d$",
 }
