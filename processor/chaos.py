@@ -13,10 +13,8 @@ Used by scripts/chaos (full runs) and tests/faults (shorter runs in CI).
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
-import subprocess
 import threading
 import time
 import uuid
@@ -35,14 +33,12 @@ from processor.events import ExecutionEvent
 from processor.fold.execution import ExecutionFolder, InMemoryStateStore, RecordKind
 from processor.fold.public import public_view
 from processor.kafka_clients import client_config, producer_config
+from processor.local_broker import LocalBroker
 from processor.state_reader import StateReader
 from processor.topics import ensure_topics
 from processor.worker_process import WorkerProcess
 
 log = logging.getLogger(__name__)
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-KAFKA_LOCAL = REPO_ROOT / "scripts" / "kafka-local"
 
 # Generated executions occurred weeks before the run; a retention this long
 # keeps the sweep from removing them while a scenario runs.
@@ -101,40 +97,6 @@ class ScenarioReport:
         ]
         lines.extend(f"  mismatch: {mismatch}" for mismatch in self.mismatches[:20])
         return lines
-
-
-class LocalBroker:
-    """A broker of scripts/kafka-local that a scenario may stop and start again."""
-
-    def __init__(self, port: int, controller_port: int, instance_dir: Path) -> None:
-        self.port = port
-        self.instance_dir = instance_dir
-        self.env = {
-            **os.environ,
-            "KAFKA_LOCAL_PORT": str(port),
-            "KAFKA_LOCAL_CONTROLLER_PORT": str(controller_port),
-            "KAFKA_LOCAL_DIR": str(instance_dir),
-        }
-
-    @property
-    def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def _run(self, command: str, timeout: float = 180.0) -> None:
-        result = subprocess.run(
-            [str(KAFKA_LOCAL), command], env=self.env, capture_output=True, text=True, timeout=timeout
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"scripts/kafka-local {command} failed ({result.returncode}): {result.stderr[-2000:]}")
-
-    def start(self) -> None:
-        self._run("start")
-
-    def stop(self) -> None:
-        self._run("stop")
-
-    def reset(self) -> None:
-        self._run("reset")
 
 
 def reference_records(events: Iterable[ExecutionEvent]) -> dict[RecordKey, object]:

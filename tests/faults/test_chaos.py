@@ -7,14 +7,14 @@ minutes, so they carry the `fault` marker: `pytest -m "not fault"` skips them.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from kafka_broker import kafka_local_unavailable_reason
-from processor.chaos import LocalBroker, ScenarioReport, ScenarioRunner
+from processor.chaos import ScenarioReport, ScenarioRunner
+from processor.local_broker import LocalBroker
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -23,24 +23,12 @@ EXECUTIONS = 500
 MINIMUM_EVENTS = 20_000
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory) -> Iterator[ScenarioRunner]:
     reason = kafka_local_unavailable_reason()
     if reason is not None:
         pytest.skip(f"the fault scenarios restart a broker of their own, which cannot start here: {reason}")
-    port, controller_port = _free_ports(2)
-    broker = LocalBroker(port, controller_port, REPO_ROOT / ".local" / "kafka" / f"test-chaos-{port}")
+    broker = LocalBroker.on_free_ports(REPO_ROOT / ".local" / "kafka", "test-chaos")
     broker.start()
     try:
         yield ScenarioRunner(
