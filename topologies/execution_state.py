@@ -30,6 +30,7 @@ from processor.routing import (
     header_value,
     partition_for_key,
 )
+from topologies.faust_fixes import apply_commit_gap_fix
 from topologies.table_store import StateStoreError, TableStateStore
 from topologies.worker_metrics import WorkerGauges, start_metrics_server
 
@@ -43,6 +44,8 @@ EXIT_PUBLISH_FAILED = 70
 
 
 def build_app(settings: Settings) -> faust.App:
+    apply_commit_gap_fix()
+
     # faust opens its data directory without creating missing parents.
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     # faust's rocksdb:// store runs on rocksdict when python-rocksdb is absent.
