@@ -173,7 +173,7 @@ def screenshot_path(tmp_path: Path, name: str) -> Path:
 
 
 def folded_stream(path: Path) -> dict[RecordKind, dict]:
-    """Return the records that folding the stream file in order gives, as the worker would publish them."""
+    """Fold the stream file in order and return the resulting records by kind."""
     folder = ExecutionFolder(InMemoryStateStore())
     for item in read_stream_lenient(str(path)):
         folder.fold(item.event)
@@ -309,7 +309,12 @@ class InThreadServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        # Outside the main thread sse-starlette cannot see uvicorn's shutdown, so
+        # open event streams would hold it up without the graceful timeout.
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=1
+        )
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> "InThreadServer":
@@ -353,6 +358,7 @@ def test_list_pages_through_10000(page):
         page.locator("#filter-phase").select_option("")
         expect(rows).to_have_count(1)
         assert "q=e04242" in page.url
+        page.goto("about:blank")
 
     # Loose bound: the page fetches and renders 100 rows, never all 10,000.
     assert loaded_seconds < 10
