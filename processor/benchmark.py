@@ -635,8 +635,8 @@ class ProductResult:
     changelog_records: int
     changelog_topics: list[str]
 
-    # Share of one core the worker used while it folded the load; an estimate,
-    # because its start is the first poll that saw a state record.
+    # Share of one core the worker used while it folded the load. It is an
+    # estimate because its start is the first poll that saw a state record.
     cpu_share: float = 0.0
 
     # Share of all CPUs that any process kept busy over the same span.
@@ -955,7 +955,7 @@ def summarize_profile(raw_path: Path, top: int) -> list[str]:
             lines.append(f"  {100 * count / samples:5.1f}%  {name}")
         return lines
 
-    # Frames on nearly every stack are the entry points and the event loop; they say nothing about where time goes.
+    # Frames on nearly every stack are the entry points and the event loop, which show nothing about where time goes.
     total = Counter({name: count for name, count in total.items() if count < 0.9 * samples})
     repository_prefixes = ("processor/", "topologies/")
     repository = Counter(
@@ -1136,6 +1136,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_PHASE_TIMEOUT_SECONDS,
         help=f"seconds each measurement may take before the run fails (default {DEFAULT_PHASE_TIMEOUT_SECONDS:.0f})",
     )
+
     parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers; overrides KAFKA_BOOTSTRAP_SERVERS")
     parser.add_argument(
         "--profile",
@@ -1148,10 +1149,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_PROFILE_TOP,
         help=f"entries per profile table (default {DEFAULT_PROFILE_TOP})",
     )
+
     parser.add_argument("--keep-topics", action="store_true", help="keep the run's topics on the broker afterwards")
     parser.add_argument(
         "--work-dir", type=Path, help="folder for logs, results and worker state (default: a new temporary folder)"
     )
+
     # Internal: the benchmark runs its bare loop and faust floor as children of itself.
     parser.add_argument("--child", choices=["bare-loop", "faust-floor"], help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
