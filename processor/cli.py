@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from confluent_kafka import KafkaException
+
 from processor.config import ConfigError, Settings
 
 log = logging.getLogger("flyte_state")
@@ -39,6 +41,10 @@ def command_publish(args: argparse.Namespace) -> int:
     from processor.topics import ensure_topics
 
     settings = _settings(args)
+    for path in args.files:
+        if path != "-" and not Path(path).is_file():
+            print(f"stream file {path} not found or not a regular file; nothing was published", file=sys.stderr)
+            return 2
     ensure_topics(settings)
     progress = publish_progress(args.files, args.progress)
     try:
@@ -75,8 +81,11 @@ def command_state(args: argparse.Namespace) -> int:
         return 0
     if args.execution:
         text = render.render_execution(records, args.execution)
+        if text.endswith("not found in the state topics"):
+            print(text, file=sys.stderr)
+            return 1
         print(text)
-        return 0 if not text.endswith("not found in the state topics") else 1
+        return 0
     print(render.render_overview(records))
     return 0
 
@@ -100,6 +109,17 @@ def command_bench(args: argparse.Namespace) -> int:
     if args.bootstrap_servers:
         options = ["--bootstrap-servers", args.bootstrap_servers, *options]
     return run_benchmark(options)
+
+
+def positive_seconds(text: str) -> float:
+    """Parse a number of seconds above 0 for argparse."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be above 0 seconds")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     state = commands.add_parser("state", help="print the current state read from the state topics")
     state.add_argument("execution", nargs="?", help="execution key [org/]project:domain:name to show in detail")
     state.add_argument("--json", action="store_true", help="print one JSON object per state record")
-    state.add_argument("--timeout", type=float, default=30.0, help="seconds to read before printing (default 30)")
+    state.add_argument("--timeout", type=positive_seconds, default=30.0, help="seconds to read before printing (default 30)")
     state.set_defaults(handler=command_state)
 
     dashboard = commands.add_parser("dashboard", help="serve a live web page and JSON API of the state topics")
@@ -147,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run a worker, publish sample streams and print their final state")
     demo.add_argument("--streams", type=Path, help="folder of *.jsonl streams (default ../shared/streams, else examples/streams)")
-    demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the final state (default 180)")
+    demo.add_argument("--timeout", type=positive_seconds, default=180.0, help="seconds to wait for the final state (default 180)")
     demo.set_defaults(handler=command_demo)
 
     # The benchmark parses its own options. With "+" as the only option prefix,
@@ -177,6 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         log.error("%s", error)
         return 2
+    except KafkaException as error:
+        log.error("Kafka request failed: %s. Check KAFKA_BOOTSTRAP_SERVERS and that the broker runs.", error.args[0])
+        return 2
+    except BrokenPipeError:
+        # The reader of standard output went away (for example `| head`);
+        # point stdout at /dev/null so that the interpreter's final flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         return 130
 

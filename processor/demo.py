@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
+
+from confluent_kafka import KafkaException
 
 from processor import expectations, render
 from processor.config import Settings
+from processor.lag import consumer_lag
 from processor.publisher import EventPublisher
 from processor.state_reader import StateReader
 from processor.topics import ensure_topics
@@ -37,6 +41,20 @@ def load_expected(stream_files: list[Path]) -> dict:
     return merged
 
 
+def wait_for_worker(settings: Settings, worker: WorkerProcess, deadline: float) -> bool:
+    """Wait until the worker's consumer group has committed every input record; False on timeout or exit."""
+    while time.monotonic() < deadline:
+        if worker.exit_code() is not None:
+            return False
+        try:
+            if consumer_lag(settings) == 0:
+                return True
+        except KafkaException as error:
+            log.info("cannot read the worker's consumer lag yet: %s", error)
+        time.sleep(1.0)
+    return False
+
+
 def run_demo(settings: Settings, streams_dir: Path | None, timeout_seconds: float) -> int:
     streams_dir = streams_dir or default_streams_dir()
     stream_files = sorted(streams_dir.glob("*.jsonl"))
@@ -52,9 +70,17 @@ def run_demo(settings: Settings, streams_dir: Path | None, timeout_seconds: floa
         report = EventPublisher(settings).publish_files([str(path) for path in stream_files])
         print(f"published {report.published} events from {len(stream_files)} files in {streams_dir}", flush=True)
 
+        # The state topics may already hold an earlier run's state, so first
+        # wait until the worker has committed every event of this run.
+        deadline = time.monotonic() + timeout_seconds
+        caught_up = wait_for_worker(settings, worker, deadline)
+        if not caught_up:
+            print(f"the worker did not fold every published event within {timeout_seconds:.0f} s", flush=True)
+
         expected = load_expected(stream_files)
         with StateReader(settings) as reader:
-            settled = reader.wait_until(lambda records: not expectations.check(expected, records), timeout_seconds)
+            remaining = max(1.0, deadline - time.monotonic())
+            settled = reader.wait_until(lambda records: not expectations.check(expected, records), remaining)
             records = reader.records
 
         print()

@@ -3,12 +3,40 @@
 from __future__ import annotations
 
 import logging
+import re
+import time
 
 from processor.config import Settings
 from processor.security import confluent_settings
 
 # librdkafka's own log lines go through Python logging under this name.
 LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
+
+
+class RepeatFilter(logging.Filter):
+    """Let one line of each kind through per ``interval_seconds``.
+
+    librdkafka logs every failed reconnect, several per second per broker
+    thread while a broker is down. Digits are ignored when comparing lines,
+    because the lines differ only in counters and durations.
+    """
+
+    def __init__(self, interval_seconds: float = 30.0) -> None:
+        super().__init__()
+        self.interval_seconds = interval_seconds
+        self.last_seen: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        shape = re.sub(r"\d+", "#", record.getMessage())
+        now = time.monotonic()
+        last = self.last_seen.get(shape)
+        if last is not None and now - last < self.interval_seconds:
+            return False
+        self.last_seen[shape] = now
+        return True
+
+
+LIBRDKAFKA_LOGGER.addFilter(RepeatFilter())
 
 
 def client_config(settings: Settings) -> dict:

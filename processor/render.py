@@ -121,7 +121,7 @@ def render_execution(records: Records, execution_key: str) -> str:
 
     top_level = sorted(
         (node_id for node_id, state in nodes.items() if not state.parent_node_id or state.parent_node_id not in nodes),
-        key=lambda node_id: nodes[node_id].node_execution.closure.created_at.ToNanoseconds(),
+        key=lambda node_id: (nodes[node_id].node_execution.closure.created_at.ToNanoseconds(), node_id),
     )
     for node_id in top_level:
         add_node(node_id, 1)
