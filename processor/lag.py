@@ -24,7 +24,7 @@ def consumer_lag(settings: Settings) -> int:
     ends = admin.list_offsets({partition: OffsetSpec.latest() for partition in partitions}, request_timeout=30)
     end_offsets = {(tp.topic, tp.partition): future.result().offset for tp, future in ends.items()}
 
-    # A consumer that only asks for the group's committed offsets, without
+    # A consumer that only reads the group's committed offsets, without
     # joining the group. librdkafka 2.x crashed in its admin
     # ListConsumerGroupOffsets response parser here, so this avoids it.
     reader = Consumer({**client_config(settings), "group.id": settings.app_id, "enable.auto.commit": False})

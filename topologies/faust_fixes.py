@@ -6,12 +6,13 @@ its gap ranges include the next record's offset. That record's offset then
 reaches the list of acknowledged offsets twice. ``Consumer._new_offset``
 commits only the first run of consecutive offsets, and a duplicate ends each
 run, so the committed offset falls behind and, once a duplicate sits below
-the committed offset, stops for good. faust-streaming issue 606 reports the
-same kind of stall.
+the committed offset, stops for good. faust-streaming's tracker has the same
+kind of stall as issue 606, "Wrong offset commit in case of gaps".
 
 The fix removes duplicates and offsets below the committed one before faust's
-own computation runs. It changes no offset that faust would commit; it only
-lets the computation reach the offsets it already has.
+own computation runs. It adds no offset to the acknowledged list, so it never
+commits past a record that the agent has not handled; the replay in
+tests/unit/test_faust_fixes.py checks that.
 """
 
 from __future__ import annotations
