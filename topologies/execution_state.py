@@ -233,7 +233,9 @@ class ExecutionStateTopology:
                 record.partition,
                 record.offset,
             )
-            await self.dead_letter(record, DeadLetterReason.FOLD_FAILED, f"{type(error).__name__}: {error}")
+            await self.dead_letter(
+                record, DeadLetterReason.FOLD_FAILED, f"{type(error).__name__}: {error}", event.execution_key
+            )
             return
 
         metrics.EVENTS_FOLDED.labels(kind=event.kind.value, outcome=result.outcome.value).inc()
@@ -308,16 +310,20 @@ class ExecutionStateTopology:
                 record.partition,
             )
 
-    async def dead_letter(self, record: InputRecord, reason: DeadLetterReason, detail: str) -> None:
+    async def dead_letter(
+        self, record: InputRecord, reason: DeadLetterReason, detail: str, execution_key: str = ""
+    ) -> None:
+        """Send the record unchanged to the dead-letter topic; ``execution_key`` is empty when unknown."""
         headers = dead_letter_headers(record, reason, detail)
         await self.dead_letter_topic.send(key=record.key, value=record.value, headers=headers)
         metrics.DEAD_LETTERS.labels(reason=reason.value).inc()
         if self.log_limiter.allow(reason.value):
             log.warning(
-                "dead-lettered record of %s[%d]@%d to %s: %s: %s",
+                "dead-lettered record of %s[%d]@%d (execution %s) to %s: %s: %s",
                 record.topic,
                 record.partition,
                 record.offset,
+                execution_key or "unknown",
                 self.settings.topics.dead_letter,
                 reason.value,
                 detail,
