@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping, Optional
 
 from google.protobuf.message import Message
 
 from processor.fold import timestamps
+from processor.fold.outcome import Outcome, Transition
 from processor.messages import LedgerEntry
 
 
@@ -78,3 +79,23 @@ def copy_result(entry: LedgerEntry, closure: Message, uri_field: str) -> None:
         closure.output_data.CopyFrom(entry.output_data)
     elif kind == "error":
         closure.error.CopyFrom(entry.error)
+
+
+def screen_event(
+    state: Optional[Message], event: Message, ranks: Mapping[int, int], kind: str
+) -> tuple[Optional[Transition], int]:
+    """Return (rejection, fingerprint); the rejection is None when the event may be folded.
+
+    An event without occurred_at or with a phase unknown to ``ranks`` is
+    invalid, and an event whose fingerprint the record has seen is a replay.
+    """
+    if not event.HasField("occurred_at"):
+        return Transition(state, Outcome.INVALID, False, "event has no occurred_at"), 0
+    if event.phase not in ranks:
+        return Transition(state, Outcome.INVALID, False, f"unknown {kind} phase {event.phase}"), 0
+
+    event_fingerprint = fingerprint(event)
+    if state is not None and event_fingerprint in state.seen_fingerprints:
+        replay = Transition(state, Outcome.DUPLICATE, False, "event was already folded", replayed=True)
+        return replay, event_fingerprint
+    return None, event_fingerprint

@@ -33,14 +33,9 @@ NodeTransition = Transition[NodeExecutionState]
 
 def fold_node_event(state: NodeExecutionState | None, event: event_pb2.NodeExecutionEvent) -> NodeTransition:
     """Fold one NodeExecutionEvent into the record of its node execution."""
-    if not event.HasField("occurred_at"):
-        return Transition(state, Outcome.INVALID, False, "event has no occurred_at")
-    if event.phase not in NODE_RANK:
-        return Transition(state, Outcome.INVALID, False, f"unknown node phase {event.phase}")
-
-    event_fingerprint = ledger.fingerprint(event)
-    if state is not None and event_fingerprint in state.seen_fingerprints:
-        return Transition(state, Outcome.DUPLICATE, False, "event was already folded", replayed=True)
+    rejection, event_fingerprint = ledger.screen_event(state, event, NODE_RANK, "node")
+    if rejection is not None:
+        return rejection
 
     new_state = NodeExecutionState()
     if state is not None:

@@ -37,14 +37,9 @@ TaskTransition = Transition[TaskExecutionState]
 
 def fold_task_event(state: TaskExecutionState | None, event: event_pb2.TaskExecutionEvent) -> TaskTransition:
     """Fold one TaskExecutionEvent into the record of its attempt."""
-    if not event.HasField("occurred_at"):
-        return Transition(state, Outcome.INVALID, False, "event has no occurred_at")
-    if event.phase not in TASK_RANK:
-        return Transition(state, Outcome.INVALID, False, f"unknown task phase {event.phase}")
-
-    event_fingerprint = ledger.fingerprint(event)
-    if state is not None and event_fingerprint in state.seen_fingerprints:
-        return Transition(state, Outcome.DUPLICATE, False, "event was already folded", replayed=True)
+    rejection, event_fingerprint = ledger.screen_event(state, event, TASK_RANK, "task")
+    if rejection is not None:
+        return rejection
 
     new_state = TaskExecutionState()
     if state is not None:

@@ -44,14 +44,9 @@ def fold_workflow_event(
     state: WorkflowExecutionState | None, event: event_pb2.WorkflowExecutionEvent
 ) -> WorkflowTransition:
     """Fold one WorkflowExecutionEvent into the record of its execution."""
-    if not event.HasField("occurred_at"):
-        return Transition(state, Outcome.INVALID, False, "event has no occurred_at")
-    if event.phase not in WORKFLOW_RANK:
-        return Transition(state, Outcome.INVALID, False, f"unknown workflow phase {event.phase}")
-
-    event_fingerprint = ledger.fingerprint(event)
-    if state is not None and event_fingerprint in state.seen_fingerprints:
-        return Transition(state, Outcome.DUPLICATE, False, "event was already folded", replayed=True)
+    rejection, event_fingerprint = ledger.screen_event(state, event, WORKFLOW_RANK, "workflow")
+    if rejection is not None:
+        return rejection
 
     new_state = WorkflowExecutionState()
     if state is not None:
