@@ -48,6 +48,10 @@ def build_app(settings: Settings) -> faust.App:
 
     # faust opens its data directory without creating missing parents.
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    # NOTE: under at-least-once processing faust-streaming 0.15.3 consumes with
+    # isolation level read_uncommitted, so events of aborted producer
+    # transactions are folded as well.
+
     # faust's rocksdb:// store runs on rocksdict when python-rocksdb is absent.
     store = "memory://" if settings.store == "memory" else "rocksdb://"
     return faust.App(
