@@ -156,6 +156,9 @@ class ExecutionStateTopology:
         log.info("table recovery finished in %.1f s; keys per table: %s", elapsed, sizes)
 
     async def _consume(self, stream) -> None:
+        # TODO: fold in batches with one table write and one state record per
+        # changed key per batch; docs/benchmarks.md shows that the per-event
+        # writes and sends keep the worker far below faust's own floor.
         async for event in stream.events():
             message = event.message
             record = InputRecord(
