@@ -1,9 +1,9 @@
 """Fault scenarios on a real broker: the worker is killed, the broker restarted, workers join and leave.
 
-Each scenario publishes a generated stream, disturbs the worker or the
-broker while it folds, waits until the consumer lag is 0, and then compares
-every record of the state topics with the fold of the same events by the pure
-fold functions. The comparison uses the public view of each record without
+Each scenario publishes a generated stream and disturbs the worker or the
+broker while it folds. Once the consumer lag is 0, it compares every record
+of the state topics with the fold of the same events by the pure fold
+functions. The comparison uses the public view of each record without
 its version, because the version counts visible changes and so depends on how
 events of different records interleave.
 
@@ -122,8 +122,8 @@ def compare(
 ) -> tuple[int, int, list[str]]:
     """Return (events lost, events applied twice, mismatch descriptions).
 
-    A missing or incomplete record counts the events of its entity as lost; a
-    summary whose counts are too high, a task with repeated reasons, or a
+    A missing or incomplete record counts the events of its entity as lost.
+    A summary whose counts are too high, a task with repeated reasons, or a
     record that should not exist counts as applied twice.
     """
     events_per_entity: dict[str, int] = {}
@@ -133,22 +133,22 @@ def compare(
     lost = 0
     twice = 0
     mismatches = []
-    for record_key, wanted in expected.items():
+    for record_key, reference in expected.items():
         kind, key = record_key
         got = actual.get(record_key)
         if got is None:
             lost += events_per_entity.get(key, 1)
             mismatches.append(f"{kind.value} {key}: missing")
             continue
-        if got == wanted:
+        if got == reference:
             continue
 
-        extra = _extra_applications(kind, wanted, got)
+        extra = _extra_applications(kind, reference, got)
         if extra:
             twice += extra
         else:
             lost += 1
-        mismatches.append(f"{kind.value} {key}: differs from the reference fold in {_differing_fields(wanted, got)}")
+        mismatches.append(f"{kind.value} {key}: differs from the reference fold in {_differing_fields(reference, got)}")
 
     for record_key in actual.keys() - expected.keys():
         twice += 1
@@ -156,23 +156,23 @@ def compare(
     return lost, twice, mismatches
 
 
-def _differing_fields(wanted, got) -> str:
+def _differing_fields(reference, got) -> str:
     """Name the fields that differ, with both values, shortened."""
-    wanted_fields = json_format.MessageToDict(wanted)
+    expected_fields = json_format.MessageToDict(reference)
     got_fields = json_format.MessageToDict(got)
     parts = []
-    for name in sorted(wanted_fields.keys() | got_fields.keys()):
-        if wanted_fields.get(name) != got_fields.get(name):
-            parts.append(f"{name} (reference {str(wanted_fields.get(name))[:200]}, published {str(got_fields.get(name))[:200]})")
+    for name in sorted(expected_fields.keys() | got_fields.keys()):
+        if expected_fields.get(name) != got_fields.get(name):
+            parts.append(f"{name} (reference {str(expected_fields.get(name))[:200]}, published {str(got_fields.get(name))[:200]})")
     return "; ".join(parts)
 
 
-def _extra_applications(kind: RecordKind, wanted, got) -> int:
+def _extra_applications(kind: RecordKind, reference, got) -> int:
     if kind is RecordKind.SUMMARY:
-        extra = (got.node_count - wanted.node_count) + (got.task_count - wanted.task_count)
+        extra = (got.node_count - reference.node_count) + (got.task_count - reference.task_count)
         return max(0, extra)
     if kind is RecordKind.TASK:
-        return max(0, len(got.task_execution.closure.reasons) - len(wanted.task_execution.closure.reasons))
+        return max(0, len(got.task_execution.closure.reasons) - len(reference.task_execution.closure.reasons))
     return 0
 
 

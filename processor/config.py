@@ -18,7 +18,7 @@ from processor.security import to_env as security_to_env
 
 
 class ConfigError(ValueError):
-    """A setting has a value the processor cannot run with; the message says what to change."""
+    """A setting has a value the processor cannot run with; the message states what to change."""
 
 
 def _env_int(name: str, default: int, minimum: int = 1) -> int:

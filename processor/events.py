@@ -43,7 +43,7 @@ _MESSAGE_CLASSES = {
 
 
 class DeadLetterReason(str, enum.Enum):
-    """Why an input record could not be read; written to the dead-letter topic."""
+    """Reason an input record could not be read, written to the dead-letter topic."""
 
     UNDECODABLE = "undecodable"
     MISSING_EXECUTION_ID = "missing-execution-id"

@@ -27,7 +27,7 @@ MAX_PART_LENGTH = 255
 
 
 class InvalidIdError(ValueError):
-    """An event's identifier is missing or holds characters no Flyte id has."""
+    """An event's identifier is missing or contains characters no Flyte id has."""
 
 
 def _check_part(kind: str, value: str, *, allow_empty: bool = False) -> None:

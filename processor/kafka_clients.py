@@ -56,7 +56,7 @@ def producer_config(settings: Settings) -> dict:
     return {
         **client_config(settings),
         # The partitioner of Java clients and of faust: an execution's events
-        # land on the partition that holds its table state. librdkafka's
+        # land on the partition that stores its table state. librdkafka's
         # default (consistent_random, CRC32) would put them elsewhere.
         "partitioner": "murmur2_random",
         "enable.idempotence": True,

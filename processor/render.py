@@ -43,7 +43,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def render_overview(records: Records) -> str:
-    """One row per workflow execution: phase, start, duration, nodes and tasks by phase."""
+    """Render one row per workflow execution: phase, start, duration, nodes and tasks by phase."""
     rows = []
     workflows = records[RecordKind.WORKFLOW]
     summaries = records[RecordKind.SUMMARY]
@@ -69,7 +69,7 @@ def render_overview(records: Records) -> str:
 
 
 def render_execution(records: Records, execution_key: str) -> str:
-    """The workflow execution, its nodes (children indented under parents) and their task attempts."""
+    """Render the workflow execution, its nodes (children indented under parents) and their task attempts."""
     workflow = records[RecordKind.WORKFLOW].get(execution_key)
     if workflow is None:
         return f"execution {execution_key} not found in the state topics"
@@ -133,7 +133,7 @@ def render_execution(records: Records, execution_key: str) -> str:
 
 
 def json_lines(records: Records) -> Iterator[str]:
-    """One JSON object per record: kind, key and the state message in protobuf JSON."""
+    """Yield one JSON object per record: kind, key and the state message in protobuf JSON."""
     for kind in RecordKind:
         for key in sorted(records[kind]):
             state = json_format.MessageToDict(records[kind][key])

@@ -157,8 +157,8 @@ class ExecutionStateTopology:
 
     async def _consume(self, stream) -> None:
         # TODO: fold in batches with one table write and one state record per
-        # changed key per batch; docs/benchmarks.md shows that the per-event
-        # writes and sends keep the worker far below faust's own floor.
+        # changed key per batch. The per-event writes and sends keep the
+        # worker far below faust's own floor (docs/benchmarks.md).
         async for event in stream.events():
             message = event.message
             record = InputRecord(

@@ -1,6 +1,6 @@
 """Fold of one execution's events across its records: workflow, nodes, tasks and summary.
 
-``ExecutionFolder`` is the only place that knows how the records of one
+``ExecutionFolder`` is the only place that relates the records of one
 execution relate. It reads and writes them through a ``StateStore``, which is
 a faust table in the worker and a dict in tests, the benchmark's bare loop and
 the reference fold of the fault tests. It never touches Kafka.
@@ -49,7 +49,7 @@ _RECORD_CLASSES = {
 
 
 class StateStore(Protocol):
-    """Where the folder reads and writes records, by kind and key text."""
+    """Storage of the folder's records, addressed by kind and key text."""
 
     def get(self, kind: RecordKind, key: str) -> Optional[Message]: ...
 
@@ -244,7 +244,8 @@ class ExecutionFolder:
         """
         state = transition.state
         visible = transition.changed
-        state.version = (previous.version if previous is not None else 0) + (1 if visible else 0)
+        previous_version = previous.version if previous is not None else 0
+        state.version = previous_version + 1 if visible else previous_version
         self.store.put(kind, key, state)
         if visible:
             result.changes.append(StateChange(kind, key, public_view(state, keep_version=True)))

@@ -86,7 +86,7 @@ def merge_external_resources(stored, latest) -> list:
     """Merge subtask reports by (index, retry_attempt), sorted by that pair.
 
     Phase always follows the latest report; external_id only when non-empty;
-    cache status unless the latest says CACHE_DISABLED; logs merge as for the
+    cache status unless the latest is CACHE_DISABLED; logs merge as for the
     task; custom_info is replaced when present.
     """
     by_identity = {}

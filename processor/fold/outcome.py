@@ -1,4 +1,4 @@
-"""What folding one event did to its record."""
+"""Outcome of folding one event into its record."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class Transition(Generic[StateT]):
 
     ``state`` is a new object whenever the record changed in any way, its
     bookkeeping (ledger, fingerprints) included, and the input state otherwise;
-    a fold never mutates the state it was given. ``changed`` tells whether the
+    a fold never mutates the state it was given. ``changed`` is true when the
     public view changed, the part that is published. A rejected event can
     still change the record (an older event fills fields the record lacks, a
     duplicate phase joins the ledger), so ``changed`` and ``outcome`` are

@@ -18,7 +18,7 @@ def latest(left: timestamp_pb2.Timestamp, right: timestamp_pb2.Timestamp) -> tim
 
 
 def duration_between(start: timestamp_pb2.Timestamp, end: timestamp_pb2.Timestamp) -> duration_pb2.Duration:
-    """Return end - start; negative when end lies before start, as the clocks said."""
+    """Return end - start; negative when the recorded end lies before the start."""
     nanos = (end.seconds - start.seconds) * 1_000_000_000 + (end.nanos - start.nanos)
     duration = duration_pb2.Duration()
     duration.FromNanoseconds(nanos)
