@@ -29,7 +29,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -58,6 +57,7 @@ from processor.config import Settings
 from processor.events import EventKind, decode_event
 from processor.fold.execution import ExecutionFolder, InMemoryStateStore, RecordKind
 from processor.kafka_clients import client_config, producer_config, reader_config
+from processor.local_broker import LocalBroker
 from processor.synthetic import flatten, generate_executions
 from processor.topics import ensure_topics
 from processor.worker_process import WorkerProcess
@@ -105,17 +105,6 @@ class BenchmarkError(RuntimeError):
 # Broker
 
 
-def _free_ports(count: int) -> list[int]:
-    """Reserve ``count`` free TCP ports on 127.0.0.1 and release them for the broker to bind."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            ports.append(sock.getsockname()[1])
-        return ports
-
-
 @contextlib.contextmanager
 def benchmark_broker(bootstrap_servers: Optional[str]) -> Iterator[str]:
     """Yield ``bootstrap_servers`` when given, else start scripts/kafka-local on free ports and reset it afterwards."""
@@ -123,46 +112,19 @@ def benchmark_broker(bootstrap_servers: Optional[str]) -> Iterator[str]:
         yield bootstrap_servers
         return
 
-    port, controller_port = _free_ports(2)
-    instance_dir = REPO_ROOT / ".local" / "kafka" / f"bench-{port}"
-    env = {
-        **os.environ,
-        "KAFKA_LOCAL_PORT": str(port),
-        "KAFKA_LOCAL_CONTROLLER_PORT": str(controller_port),
-        "KAFKA_LOCAL_DIR": str(instance_dir),
-    }
-    print(f"starting a local broker with {KAFKA_LOCAL_SCRIPT} on port {port}", file=sys.stderr, flush=True)
-    started = subprocess.run(
-        [str(KAFKA_LOCAL_SCRIPT), "start"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=KAFKA_LOCAL_START_TIMEOUT_SECONDS,
-        check=False,
-    )
-    if started.returncode != 0:
-        raise BenchmarkError(
-            f"scripts/kafka-local start failed with exit status {started.returncode}; "
-            f"logs are in {instance_dir / 'logs'}:\n{started.stderr}"
-        )
+    broker = LocalBroker.on_free_ports(REPO_ROOT / ".local" / "kafka", "bench")
+    print(f"starting a local broker with {KAFKA_LOCAL_SCRIPT} on port {broker.port}", file=sys.stderr, flush=True)
     try:
-        yield started.stdout.strip().splitlines()[-1]
+        broker.start(KAFKA_LOCAL_START_TIMEOUT_SECONDS)
+    except RuntimeError as error:
+        raise BenchmarkError(f"{error}; logs are in {broker.instance_dir / 'logs'}") from None
+    try:
+        yield broker.bootstrap_servers
     finally:
-        reset = subprocess.run(
-            [str(KAFKA_LOCAL_SCRIPT), "reset"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=KAFKA_LOCAL_STOP_TIMEOUT_SECONDS,
-            check=False,
-        )
-        if reset.returncode != 0:
-            log.error(
-                "scripts/kafka-local reset of %s failed with exit status %d: %s",
-                instance_dir,
-                reset.returncode,
-                reset.stderr,
-            )
+        try:
+            broker.reset(KAFKA_LOCAL_STOP_TIMEOUT_SECONDS)
+        except RuntimeError as error:
+            log.error("scripts/kafka-local reset of %s failed: %s", broker.instance_dir, error)
 
 
 def _admin(settings: Settings) -> AdminClient:

@@ -51,14 +51,14 @@ class LocalBroker:
         if result.returncode != 0:
             raise RuntimeError(f"scripts/kafka-local {command} failed ({result.returncode}): {result.stderr[-2000:]}")
 
-    def start(self) -> None:
-        self._run("start")
+    def start(self, timeout: float = 180.0) -> None:
+        self._run("start", timeout)
 
     def stop(self) -> None:
         self._run("stop")
 
-    def reset(self) -> None:
-        self._run("reset")
+    def reset(self, timeout: float = 180.0) -> None:
+        self._run("reset", timeout)
 
     @classmethod
     def on_free_ports(cls, instance_root: Path, name: str) -> "LocalBroker":

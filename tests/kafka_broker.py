@@ -19,11 +19,12 @@ import contextlib
 import logging
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from processor.local_broker import free_ports as find_free_ports
 
 logger = logging.getLogger(__name__)
 
@@ -73,21 +74,6 @@ def docker_engine_available() -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return result.returncode == 0
-
-
-def find_free_ports(count: int) -> list[int]:
-    """Reserve `count` distinct free TCP ports on 127.0.0.1 and release them.
-
-    Another process can take a port between this call and the broker's bind,
-    and the broker then fails to start with an "Address already in use" error.
-    """
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            ports.append(sock.getsockname()[1])
-        return ports
 
 
 @contextlib.contextmanager
