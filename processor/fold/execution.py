@@ -22,7 +22,7 @@ from processor.fold import timestamps
 from processor.fold import workflow as workflow_fold
 from processor.fold.enrichment import Enrichment
 from processor.fold.outcome import Outcome, Transition
-from processor.fold.public import public_view
+from processor.fold.public import public_equal, public_view
 from processor.fold.phases import WORKFLOW_TERMINAL, node_phase_name, task_phase_name
 from processor.messages import ExecutionSummary, NodeExecutionState, TaskExecutionState, WorkflowExecutionState
 
@@ -76,11 +76,23 @@ class InMemoryStateStore:
 
 @dataclass(frozen=True)
 class StateChange:
-    """A record that changed and must be published to its state topic; ``state`` None is a tombstone."""
+    """A record that changed and must be published to its state topic; ``record`` None is a tombstone.
+
+    ``record`` is the stored record, bookkeeping included. A fold copies a
+    record before it changes it and never mutates one it has stored, so the
+    public view can be taken when the change is published rather than when
+    it is made: a worker that folds a batch takes it once, for the last
+    change of each key.
+    """
 
     kind: RecordKind
     key: str
-    state: Optional[Message]
+    record: Optional[Message]
+
+    @property
+    def state(self) -> Optional[Message]:
+        """The public view with its version, as the state topic carries it; None for a tombstone."""
+        return None if self.record is None else public_view(self.record, keep_version=True)
 
 
 @dataclass
@@ -138,7 +150,7 @@ class ExecutionFolder:
             state = type(previous)()
             state.CopyFrom(previous)
             enrich(state, enrichment)
-            if public_view(state) != public_view(previous):
+            if not public_equal(state, previous):
                 self._store_enriched(result, kind, key, state)
 
     def _store_enriched(self, result: FoldResult, kind: RecordKind, key: str, state: Message) -> None:
@@ -147,7 +159,7 @@ class ExecutionFolder:
             state.version += 1
         self.store.put(kind, key, state)
 
-        published = StateChange(kind, key, public_view(state, keep_version=True))
+        published = StateChange(kind, key, state)
         if same_record:
             result.changes[same_record[-1]] = published
         else:
@@ -214,7 +226,7 @@ class ExecutionFolder:
         for kind, key in records:
             state = self.store.get(kind, key)
             if state is not None:
-                result.republish.append(StateChange(kind, key, public_view(state, keep_version=True)))
+                result.republish.append(StateChange(kind, key, state))
 
     def _check_cluster(self, event: ExecutionEvent) -> Optional[FoldResult]:
         """Reject a node or task event from a cluster that did not own the execution when it occurred."""
@@ -248,7 +260,7 @@ class ExecutionFolder:
         state.version = previous_version + 1 if visible else previous_version
         self.store.put(kind, key, state)
         if visible:
-            result.changes.append(StateChange(kind, key, public_view(state, keep_version=True)))
+            result.changes.append(StateChange(kind, key, state))
         return visible
 
     def _ensure_workflow(self, result: FoldResult, event: ExecutionEvent) -> None:
@@ -290,9 +302,13 @@ class ExecutionFolder:
         """Bring the execution's summary in line with a workflow record or one child record's phase.
 
         Every step is an assignment or a maximum, so running it again for the
-        same record changes nothing.
+        same record changes nothing. The summary holds a phase per child, so
+        it is copied only when a step would change it.
         """
         previous = self.store.get(RecordKind.SUMMARY, event.execution_key)
+        if previous is not None and _summary_in_line(previous, event.entity_key, occurred_at, workflow, child):
+            return
+
         summary = ExecutionSummary()
         if previous is not None:
             summary.CopyFrom(previous)
@@ -320,14 +336,41 @@ class ExecutionFolder:
         summary.latest_event_occurred_at.CopyFrom(timestamps.latest(summary.latest_event_occurred_at, occurred_at))
         summary.updated_at.CopyFrom(summary.latest_event_occurred_at)
 
-        if previous is not None:
-            summary.version = previous.version
-            if summary == previous:
-                return
-        changed = previous is None or public_view(summary) != public_view(previous)
+        # Each step that changes a bookkeeping map (node_phases, task_phases)
+        # also changes a public count, so a changed summary is always a
+        # visible change.
         self._store_change(
-            result, RecordKind.SUMMARY, event.execution_key, previous, Transition(summary, Outcome.APPLIED, changed)
+            result, RecordKind.SUMMARY, event.execution_key, previous, Transition(summary, Outcome.APPLIED, True)
         )
+
+
+def _summary_in_line(
+    summary: ExecutionSummary,
+    entity_key: str,
+    occurred_at,
+    workflow: Optional[WorkflowExecutionState],
+    child: Optional[tuple[RecordKind, str]],
+) -> bool:
+    """Whether every step of ``_sync_summary`` would leave ``summary`` as it is."""
+    if workflow is not None:
+        closure = workflow.execution.closure
+        if summary.phase != closure.phase or summary.finished != (closure.phase in WORKFLOW_TERMINAL):
+            return False
+        if closure.HasField("started_at") != summary.HasField("started_at"):
+            return False
+        if closure.HasField("started_at") and closure.started_at != summary.started_at:
+            return False
+
+    if child is not None:
+        kind, phase = child
+        phases = summary.node_phases if kind is RecordKind.NODE else summary.task_phases
+        if phases.get(entity_key) != phase:
+            return False
+
+    latest = summary.latest_event_occurred_at
+    if not summary.HasField("latest_event_occurred_at") or timestamps.is_before(latest, occurred_at):
+        return False
+    return summary.HasField("updated_at") and summary.updated_at == latest
 
 
 def _phase_name(kind: RecordKind, state: Message) -> str:

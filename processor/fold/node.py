@@ -24,7 +24,7 @@ from flyteidl.event import event_pb2
 from processor.fold import ledger
 from processor.fold.outcome import Outcome, Transition
 from processor.fold.phases import NODE_RANK, NODE_TERMINAL, NodePhase
-from processor.fold.public import public_view
+from processor.fold.public import public_equal
 from processor.fold.progress import Progress, write_progress
 from processor.messages import NodeExecutionState
 
@@ -54,7 +54,7 @@ def fold_node_event(state: NodeExecutionState | None, event: event_pb2.NodeExecu
         apply_descriptive_fields(new_state, event, is_newest=is_newest)
         if not is_newest:
             outcome = Outcome.STALE
-    return Transition(new_state, outcome, state is None or public_view(new_state) != public_view(state))
+    return Transition(new_state, outcome, state is None or not public_equal(new_state, state))
 
 
 def derive_progress(entries) -> Progress:

@@ -28,7 +28,7 @@ from google.protobuf import struct_pb2
 from processor.fold import ledger, merge, timestamps
 from processor.fold.outcome import Outcome, Transition
 from processor.fold.phases import TASK_RANK, TASK_TERMINAL, TaskPhase
-from processor.fold.public import public_view
+from processor.fold.public import public_equal
 from processor.fold.progress import Progress, write_progress
 from processor.messages import SubtaskSource, TaskExecutionState
 
@@ -63,7 +63,7 @@ def fold_task_event(state: TaskExecutionState | None, event: event_pb2.TaskExecu
         apply_details(new_state, event, is_newest=is_newest)
         if not is_newest:
             outcome = Outcome.STALE
-    return Transition(new_state, outcome, state is None or public_view(new_state) != public_view(state))
+    return Transition(new_state, outcome, state is None or not public_equal(new_state, state))
 
 
 def derive_progress(entries) -> Progress:

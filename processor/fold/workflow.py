@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2
 from processor.fold import ledger, timestamps
 from processor.fold.outcome import Outcome, Transition
 from processor.fold.phases import WORKFLOW_RANK, WORKFLOW_TERMINAL, WorkflowPhase
-from processor.fold.public import public_view
+from processor.fold.public import public_equal
 from processor.fold.progress import Progress, write_progress
 from processor.messages import WorkflowExecutionState
 
@@ -62,7 +62,7 @@ def fold_workflow_event(
     outcome = progress.verdicts[event_fingerprint]
     if outcome is Outcome.APPLIED and progress.newest_accepted.fingerprint != event_fingerprint:
         outcome = Outcome.STALE
-    return Transition(new_state, outcome, state is None or public_view(new_state) != public_view(state))
+    return Transition(new_state, outcome, state is None or not public_equal(new_state, state))
 
 
 def derive_progress(entries) -> Progress:
