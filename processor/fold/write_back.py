@@ -1,0 +1,133 @@
+"""A write-back StateStore: a batch of folds works on decoded records in memory.
+
+The worker folds events in batches. Within a batch every record is decoded at
+most once and written to the backing store (a faust table, whose every write
+is also a changelog record) at most once, however many of the batch's events
+change it. Records read or written stay decoded in a bounded cache across
+batches, because the next batch mostly touches the same running executions.
+
+Contract:
+
+- ``get`` returns the record as last put in this store, or as the backing
+  store has it. The returned record belongs to the store: callers copy it
+  before they change it, as every fold in processor/fold does.
+- ``put`` and ``delete`` change nothing in the backing store until
+  ``take_writes``, which returns each changed key once, with its last value
+  and the partition that was current when it was last changed.
+- ``forget`` drops the cache. Call it whenever the backing store can have
+  changed behind this store, for example after a rebalance recovered tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from google.protobuf.message import Message
+
+from processor.fold.execution import RecordKind, StateStore
+
+RecordId = tuple[RecordKind, str]
+
+# Decoded records kept between batches. A task record with its ledger is a
+# few kilobytes when decoded, so this bounds the cache to some hundreds of MiB.
+DEFAULT_MAX_CACHED_RECORDS = 50_000
+
+
+@dataclass(frozen=True)
+class PendingWrite:
+    """The last value of one changed record in a batch; ``state`` None deletes it."""
+
+    kind: RecordKind
+    key: str
+    state: Optional[Message]
+    partition: int
+
+
+class WriteBackStore:
+    """A StateStore that defers and merges writes to a backing StateStore until ``take_writes``."""
+
+    def __init__(self, backing: StateStore, max_cached_records: int = DEFAULT_MAX_CACHED_RECORDS) -> None:
+        self.backing = backing
+        self.max_cached_records = max_cached_records
+
+        # Partition of the event being folded. Each write is tagged with it,
+        # because a table write goes to the changelog partition of the event
+        # that made it.
+        self.partition = 0
+
+        # Insertion order is recency order: a hit moves the record to the end,
+        # and eviction starts at the front.
+        self._cached: dict[RecordId, Optional[Message]] = {}
+        self._pending: dict[RecordId, int] = {}
+
+    def get(self, kind: RecordKind, key: str) -> Optional[Message]:
+        record_id = (kind, key)
+        cached = self._cached.pop(record_id, _MISSING)
+        if cached is _MISSING:
+            cached = self.backing.get(kind, key)
+        self._cached[record_id] = cached
+        return cached
+
+    def put(self, kind: RecordKind, key: str, state: Message) -> None:
+        record_id = (kind, key)
+        self._cached.pop(record_id, None)
+        self._cached[record_id] = state
+        self._pending.pop(record_id, None)
+        self._pending[record_id] = self.partition
+
+    def delete(self, kind: RecordKind, key: str) -> None:
+        record_id = (kind, key)
+        self._cached.pop(record_id, None)
+        self._cached[record_id] = None
+        self._pending.pop(record_id, None)
+        self._pending[record_id] = self.partition
+
+    @property
+    def pending_count(self) -> int:
+        """Changed records not yet taken by ``take_writes``."""
+        return len(self._pending)
+
+    def take_writes(self) -> list[PendingWrite]:
+        """Return every record changed since the last call, once each, in order of their last change.
+
+        The caller must write them all to the backing store (``write_through``
+        does it for a plain StateStore); this store no longer tracks them.
+        """
+        writes = [
+            PendingWrite(kind, key, self._cached[(kind, key)], partition)
+            for (kind, key), partition in self._pending.items()
+        ]
+        self._pending = {}
+        self._evict()
+        return writes
+
+    def forget(self) -> None:
+        """Drop every cached record; pending writes must have been taken first."""
+        if self._pending:
+            raise RuntimeError(f"{len(self._pending)} changed records were not written before the cache was dropped")
+        self._cached = {}
+
+    def discard(self) -> None:
+        """Drop every cached record and every write not yet taken."""
+        self._pending = {}
+        self._cached = {}
+
+    def _evict(self) -> None:
+        excess = len(self._cached) - self.max_cached_records
+        if excess <= 0:
+            return
+        for record_id in list(self._cached)[:excess]:
+            del self._cached[record_id]
+
+
+def write_through(store: StateStore, writes: list[PendingWrite]) -> None:
+    """Apply writes taken from a WriteBackStore to a plain StateStore."""
+    for write in writes:
+        if write.state is None:
+            store.delete(write.kind, write.key)
+        else:
+            store.put(write.kind, write.key, write.state)
+
+
+_MISSING = object()
