@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 from flyteidl.core import catalog_pb2
 from google.protobuf.message import Message
@@ -46,6 +46,13 @@ def _cache_status(kind: RecordKind, state: Message) -> str:
     return catalog_pb2.CatalogCacheStatus.Name(state.node_execution.closure.task_node_metadata.cache_status)
 
 
+def _summary_count(records: Records, key: str, name: str) -> Optional[int]:
+    # The summary is a record of its own topic, which a reader can see after
+    # the execution's other records; None fails the fact until it arrives.
+    summary = records.get(RecordKind.SUMMARY, {}).get(key)
+    return getattr(summary, name) if summary is not None else None
+
+
 FACT_READERS: dict[str, Callable[[RecordKind, Message, Records, str], Any]] = {
     "phase": lambda kind, state, records, key: _phase_name(kind, state),
     "has_started_at": lambda kind, state, records, key: _closure(kind, state).HasField("started_at"),
@@ -57,8 +64,8 @@ FACT_READERS: dict[str, Callable[[RecordKind, Message, Records, str], Any]] = {
     "is_parent": lambda kind, state, records, key: state.node_execution.metadata.is_parent_node,
     "parent_node_id": lambda kind, state, records, key: state.parent_node_id,
     "spec_node_id": lambda kind, state, records, key: state.node_execution.metadata.spec_node_id,
-    "node_count": lambda kind, state, records, key: records[RecordKind.SUMMARY][key].node_count,
-    "task_count": lambda kind, state, records, key: records[RecordKind.SUMMARY][key].task_count,
+    "node_count": lambda kind, state, records, key: _summary_count(records, key, "node_count"),
+    "task_count": lambda kind, state, records, key: _summary_count(records, key, "task_count"),
 }
 
 
