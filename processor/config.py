@@ -147,6 +147,12 @@ class Settings:
     # How often each worker sweeps its partitions for expired executions.
     retention_sweep_seconds: float = 600.0
 
+    # The worker folds events in batches and then writes each changed record
+    # once to its table and state topic and acknowledges the events. A batch
+    # ends at this many events or when its first event is this old.
+    batch_max_events: int = 2000
+    batch_linger_seconds: float = 0.25
+
     # How long the worker keeps retrying an unreachable broker at start-up.
     connect_timeout_seconds: float = 120.0
 
@@ -192,6 +198,8 @@ class Settings:
             max_record_bytes=_env_int("FLYTE_STATE_MAX_RECORD_BYTES", cls.max_record_bytes),
             retention_seconds=_env_float("FLYTE_STATE_RETENTION_SECONDS", cls.retention_seconds),
             retention_sweep_seconds=_env_float("FLYTE_STATE_RETENTION_SWEEP_SECONDS", cls.retention_sweep_seconds),
+            batch_max_events=_env_int("FLYTE_STATE_BATCH_MAX_EVENTS", cls.batch_max_events, minimum=1),
+            batch_linger_seconds=_env_float("FLYTE_STATE_BATCH_LINGER_SECONDS", cls.batch_linger_seconds),
             connect_timeout_seconds=_env_float("FLYTE_STATE_CONNECT_TIMEOUT_SECONDS", cls.connect_timeout_seconds),
             log_level=_env("FLYTE_STATE_LOG_LEVEL", cls.log_level).upper(),
             metrics_port=_env_int("FLYTE_STATE_METRICS_PORT", cls.metrics_port, minimum=0),
@@ -236,6 +244,8 @@ class Settings:
             "FLYTE_STATE_MAX_RECORD_BYTES": str(self.max_record_bytes),
             "FLYTE_STATE_RETENTION_SECONDS": str(self.retention_seconds),
             "FLYTE_STATE_RETENTION_SWEEP_SECONDS": str(self.retention_sweep_seconds),
+            "FLYTE_STATE_BATCH_MAX_EVENTS": str(self.batch_max_events),
+            "FLYTE_STATE_BATCH_LINGER_SECONDS": str(self.batch_linger_seconds),
             "FLYTE_STATE_CONNECT_TIMEOUT_SECONDS": str(self.connect_timeout_seconds),
             "FLYTE_STATE_LOG_LEVEL": self.log_level,
             "FLYTE_STATE_METRICS_PORT": str(self.metrics_port),

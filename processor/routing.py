@@ -77,6 +77,10 @@ class DeadLetter:
 Route = Union[FoldHere, Repartition, DeadLetter]
 
 
+# Execution keys whose partition RecordRouter keeps; about 100 bytes each.
+PARTITION_CACHE_KEYS = 100_000
+
+
 def partition_for_key(key: bytes, partitions: int) -> int:
     """Return the partition Java clients, faust and librdkafka's murmur2 partitioners pick for ``key``."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
@@ -99,6 +103,19 @@ class RecordRouter:
         self.cloudevents_topic = settings.topics.cloudevents
         self.kind_by_topic = {settings.topics.input_topic(kind): kind for kind in EventKind}
 
+        # murmur2 runs in Python and an execution sends tens of events, so the
+        # partitions of recent execution keys are kept.
+        self._partition_of_key: dict[bytes, int] = {}
+
+    def partition_of(self, key: bytes) -> int:
+        """Return partition_for_key(key, partitions), from a bounded cache when possible."""
+        partition = self._partition_of_key.get(key)
+        if partition is None:
+            if len(self._partition_of_key) >= PARTITION_CACHE_KEYS:
+                self._partition_of_key.clear()
+            partition = self._partition_of_key[key] = partition_for_key(key, self.partitions)
+        return partition
+
     def route(self, record: InputRecord) -> Route:
         is_cloud_event = self._is_cloud_event(record)
         enrichment = None
@@ -112,7 +129,7 @@ class RecordRouter:
             return DeadLetter(error.reason, error.detail)
 
         key = event.execution_key.encode()
-        if record.key == key and record.partition == partition_for_key(key, self.partitions):
+        if record.key == key and record.partition == self.partition_of(key):
             return FoldHere(event, enrichment)
 
         if record.topic == self.repartition_topic:

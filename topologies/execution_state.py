@@ -6,17 +6,22 @@ module only moves records between Kafka and those functions.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import faust
+import uvloop
 
 from processor import metrics, retention
 from processor.config import Settings
 from processor.events import DeadLetterReason
-from processor.fold.execution import ExecutionFolder, RecordKind
+from processor.fold.execution import ExecutionFolder, RecordKind, StateChange
+from processor.fold.public import public_bytes
+from processor.fold.write_back import WriteBackStore
 from processor.messages import WorkflowExecutionState
 from processor.security import faust_broker_credentials
 from processor.topics import TABLE_NAMES
@@ -31,7 +36,8 @@ from processor.routing import (
     partition_for_key,
 )
 from topologies.faust_fixes import apply_commit_gap_fix
-from topologies.table_store import StateStoreError, TableStateStore
+from topologies.state_producer import Delivery, StateRecordProducer
+from topologies.table_store import StateStoreError, TableStateStore, TableWriter
 from topologies.worker_metrics import WorkerGauges, start_metrics_server
 
 log = logging.getLogger(__name__)
@@ -41,6 +47,7 @@ log = logging.getLogger(__name__)
 # record or use a table. The event is not acknowledged, so a restart folds it
 # again.
 EXIT_PUBLISH_FAILED = 70
+
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -72,6 +79,13 @@ def build_app(settings: Settings) -> faust.App:
     )
 
 
+# Series updated for every event or record.
+_EVENTS_CONSUMED = metrics.LabelledSeries(metrics.EVENTS_CONSUMED)
+_EVENTS_FOLDED = metrics.LabelledSeries(metrics.EVENTS_FOLDED)
+_FOLD_SECONDS = metrics.LabelledSeries(metrics.FOLD_SECONDS)
+_STATE_RECORDS_PUBLISHED = metrics.LabelledSeries(metrics.STATE_RECORDS_PUBLISHED)
+
+
 class _LogLimiter:
     """Allow at most ``per_minute`` log lines per reason and count the rest."""
 
@@ -90,6 +104,26 @@ class _LogLimiter:
             self.counts = {}
         self.counts[reason] = self.counts.get(reason, 0) + 1
         return self.counts[reason] <= self.per_minute
+
+
+@dataclass
+class _Batch:
+    """Events folded since the last write, and the last change of each record they changed."""
+
+    events: list = field(default_factory=list)
+    event_of_partition: dict[int, object] = field(default_factory=dict)
+    changes: dict[tuple[RecordKind, str], StateChange] = field(default_factory=dict)
+    started_at: float = 0.0
+
+    def add_event(self, event, partition: int) -> None:
+        if not self.events:
+            self.started_at = time.monotonic()
+        self.events.append(event)
+        self.event_of_partition[partition] = event
+
+    def add_changes(self, changes: list[StateChange]) -> None:
+        for change in changes:
+            self.changes[(change.kind, change.key)] = change
 
 
 @dataclass
@@ -129,7 +163,18 @@ class ExecutionStateTopology:
         }
 
         self.router = RecordRouter(settings)
-        self.folder = ExecutionFolder(TableStateStore(self.tables))
+        self.table_store = TableStateStore(self.tables)
+        self.store = WriteBackStore(self.table_store)
+        self.folder = ExecutionFolder(self.store)
+        self.state_producer = StateRecordProducer(settings)
+        self.table_writer = TableWriter(self.tables, self.state_producer)
+        self.batch = _Batch()
+        self.batch_lock = asyncio.Lock()
+        # Written batches whose records Kafka has not confirmed yet, oldest
+        # first, with their delivery reports and the time of the write.
+        self.unconfirmed: collections.deque[tuple[_Batch, Delivery, float]] = collections.deque()
+        # The stream that acknowledges events; set when the agent starts.
+        self.acking_stream = None
         self.log_limiter = _LogLimiter()
         self.gauges = WorkerGauges(
             app,
@@ -150,16 +195,43 @@ class ExecutionStateTopology:
         self.assigned_at = time.monotonic()
         log.info("assigned %d partitions; recovering tables", len(assigned))
 
+        # Recovery can change any table key, so decoded records must be read
+        # again. A batch still open here lost its partitions before its
+        # events were acknowledged; their owners fold them again.
+        unacknowledged = len(self.batch.events) + sum(len(batch.events) for batch, _, _ in self.unconfirmed)
+        if unacknowledged:
+            log.warning(
+                "dropping %d unacknowledged events after a rebalance; they will be folded again",
+                unacknowledged,
+            )
+            self.batch = _Batch()
+            self.unconfirmed.clear()
+        self.store.discard()
+
     async def _log_recovery(self) -> None:
         elapsed = time.monotonic() - self.assigned_at
         sizes = ", ".join(f"{TABLE_NAMES[kind]}={len(table)}" for kind, table in self.tables.items())
         log.info("table recovery finished in %.1f s; keys per table: %s", elapsed, sizes)
 
     async def _consume(self, stream) -> None:
-        # TODO: fold in batches with one table write and one state record per
-        # changed key per batch. The per-event writes and sends keep the
-        # worker far below faust's own floor (docs/benchmarks.md).
-        async for event in stream.events():
+        # Events are acknowledged by write_batch, once the tables and state
+        # topics hold what they changed.
+        events = stream.noack()
+        self.acking_stream = events
+
+        # The agent ends a batch when an event arrives. This task ends one
+        # when none arrives, so an idle worker publishes within about twice
+        # the linger time. It is a task of the agent rather than a faust
+        # timer because it must keep running while faust stops or rebalances:
+        # faust then waits for every open batch's events to be acknowledged.
+        lingering_batches = asyncio.ensure_future(self._write_lingering_batches())
+        try:
+            await self._fold_events(events)
+        finally:
+            lingering_batches.cancel()
+
+    async def _fold_events(self, events) -> None:
+        async for event in events.events():
             message = event.message
             record = InputRecord(
                 topic=message.topic,
@@ -170,24 +242,92 @@ class ExecutionStateTopology:
                 headers=list(message.headers or ()),
             )
             try:
-                if self.is_sweep_request(record):
-                    await self.sweep_partition(record)
-                    continue
-                await self.handle(record)
+                await self.add_to_batch(event, record)
+                if self.batch_is_due():
+                    await self.write_batch()
             except Exception:
-                # A failed publish or table write leaves the state topics behind
-                # the tables. Exit without acknowledging the event so that a
-                # restart folds it again, because faust acks and skips an event
-                # whose agent raises.
-                log.critical(
-                    "cannot handle %s[%d]@%d; stopping the worker without committing",
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    exc_info=True,
-                )
-                logging.shutdown()
-                os._exit(EXIT_PUBLISH_FAILED)
+                self._stop_without_committing(f"cannot handle {record.topic}[{record.partition}]@{record.offset}")
+
+    def batch_is_due(self) -> bool:
+        batch = self.batch
+        return bool(batch.events) and (
+            len(batch.events) >= self.settings.batch_max_events
+            or time.monotonic() - batch.started_at >= self.settings.batch_linger_seconds
+        )
+
+    def _stop_without_committing(self, failure: str) -> None:
+        # A failed publish or table write leaves the state topics behind the
+        # tables. Exit without acknowledging the batch so that a restart folds
+        # it again, because faust acks and skips an event whose agent raises.
+        log.critical("%s; stopping the worker without committing", failure, exc_info=True)
+        logging.shutdown()
+        os._exit(EXIT_PUBLISH_FAILED)
+
+    async def add_to_batch(self, event, record: InputRecord) -> None:
+        """Fold, forward or dead-letter one record; its table and state changes join the open batch."""
+        if self.is_sweep_request(record):
+            # The sweep reads the workflow table directly, so it must see
+            # every change folded before it.
+            await self.write_batch()
+            self.batch.add_event(event, record.partition)
+            self.store.partition = record.partition
+            await self.sweep_partition(record)
+            return
+
+        self.batch.add_event(event, record.partition)
+        self.store.partition = record.partition
+        await self.handle(record)
+
+    async def write_batch(self) -> None:
+        """Write the open batch's changed records, then acknowledge the batches that Kafka has confirmed.
+
+        Each changed record is written to its table and changelog once and
+        published once, with its last value. The batch's events are
+        acknowledged only after the producer has confirmed every one of its
+        records, so a worker that dies on the way acknowledges none of them.
+        To keep folding while the broker confirms, the newest batch stays
+        unconfirmed until the next call. A call with no open batch confirms
+        every batch, and the linger task makes such calls when no event
+        arrives.
+        """
+        async with self.batch_lock:
+            batch, self.batch = self.batch, _Batch()
+            if batch.events:
+                delivery = Delivery()
+                self.table_writer.write(self.store.take_writes(), batch.event_of_partition, delivery)
+                for change in batch.changes.values():
+                    value = public_bytes(change.record) if change.record is not None else None
+                    self.state_producer.send(self.state_topic_names[change.kind], change.key.encode(), value, delivery)
+                    _STATE_RECORDS_PUBLISHED(change.kind.value).inc()
+                self.unconfirmed.append((batch, delivery, time.monotonic()))
+                self.state_producer.serve_reports()
+
+            keep = 1 if batch.events else 0
+            while len(self.unconfirmed) > keep:
+                await self._acknowledge_oldest()
+
+    async def _acknowledge_oldest(self) -> None:
+        batch, delivery, written_at = self.unconfirmed[0]
+        await self.state_producer.confirm(delivery)
+        self.table_writer.persist_offsets(delivery.offsets)
+        for event in batch.events:
+            await self.acking_stream.ack(event)
+        self.unconfirmed.popleft()
+
+        metrics.BATCH_EVENTS.observe(len(batch.events))
+        metrics.BATCH_WRITE_SECONDS.observe(time.monotonic() - written_at)
+
+    async def _write_lingering_batches(self) -> None:
+        interval = self.settings.batch_linger_seconds / 2
+        while True:
+            await asyncio.sleep(interval)
+            batch = self.batch
+            if not self.batch_is_due() and (batch.events or not self.unconfirmed):
+                continue
+            try:
+                await self.write_batch()
+            except Exception:
+                self._stop_without_committing(f"cannot write a batch of {len(batch.events)} events")
 
     def is_sweep_request(self, record: InputRecord) -> bool:
         # Only the worker itself writes control records, to the repartition topic.
@@ -198,7 +338,7 @@ class ExecutionStateTopology:
 
     async def handle(self, record: InputRecord) -> None:
         """Route one record and carry out the decision: fold, forward or dead-letter."""
-        metrics.EVENTS_CONSUMED.labels(topic=record.topic).inc()
+        _EVENTS_CONSUMED(record.topic).inc()
         route = self.router.route(record)
 
         if isinstance(route, DeadLetter):
@@ -225,7 +365,7 @@ class ExecutionStateTopology:
     async def fold(self, record: InputRecord, route: FoldHere) -> None:
         event = route.event
         try:
-            with metrics.FOLD_SECONDS.labels(kind=event.kind.value).time():
+            with _FOLD_SECONDS(event.kind.value).time():
                 result = self.folder.fold(event, enrichment=route.enrichment)
         except StateStoreError:
             # The table failed, not the event: dead-lettering would lose a
@@ -245,7 +385,7 @@ class ExecutionStateTopology:
             )
             return
 
-        metrics.EVENTS_FOLDED.labels(kind=event.kind.value, outcome=result.outcome.value).inc()
+        _EVENTS_FOLDED(event.kind.value, result.outcome.value).inc()
         if result.outcome.value != "applied":
             log.debug(
                 "rejected %s event of %s (%s) at %s[%d]@%d: %s %s",
@@ -261,18 +401,9 @@ class ExecutionStateTopology:
 
         await self.publish(result.records_to_publish)
 
-    async def publish(self, changes) -> None:
-        """Send changed records, or tombstones, to their state topics.
-
-        faust flushes its producer before it commits an offset, so a record is
-        never lost when the worker dies between publishing and committing.
-        """
-        for change in changes:
-            value = change.state.SerializeToString() if change.state is not None else None
-            await self.app.producer.send(
-                self.state_topic_names[change.kind], change.key.encode(), value, None, None, None
-            )
-            metrics.STATE_RECORDS_PUBLISHED.labels(kind=change.kind.value).inc()
+    async def publish(self, changes: list[StateChange]) -> None:
+        """Add changed records, or tombstones, to the open batch; write_batch publishes them."""
+        self.batch.add_changes(changes)
 
     async def _request_retention_sweeps(self) -> None:
         """Send one sweep control record to each repartition-topic partition this worker holds."""
@@ -341,8 +472,19 @@ def build_topology(settings: Settings) -> ExecutionStateTopology:
     return ExecutionStateTopology(settings=settings, app=build_app(settings))
 
 
+def install_event_loop() -> None:
+    """Make new event loops uvloop loops; call it before the faust app and worker are built.
+
+    faust hands every event through several coroutines and futures, and
+    uvloop runs those for less CPU than asyncio's own loop.
+    """
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def run_worker(settings: Settings) -> int:
     """Run the worker until SIGTERM or SIGINT; return faust's exit code."""
+    install_event_loop()
     topology = build_topology(settings)
     start_metrics_server(settings)
     worker = faust.Worker(topology.app, loglevel=settings.log_level, quiet=True)
