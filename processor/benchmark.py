@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -57,8 +59,8 @@ from processor.config import Settings
 from processor.events import EventKind, decode_event
 from processor.fold.execution import ExecutionFolder, InMemoryStateStore, RecordKind
 from processor.kafka_clients import client_config, producer_config, reader_config
-from processor.local_broker import LocalBroker
-from processor.synthetic import flatten, generate_executions
+from processor.local_broker import LocalBroker, free_ports
+from processor.synthetic import flatten, generate_executions, generate_running_tasks
 from processor.topics import ensure_topics
 from processor.worker_process import WorkerProcess
 
@@ -78,6 +80,14 @@ DEFAULT_PROFILE_TOP = 25
 # Events the bare loop takes from one consume() call. Its per-batch figures
 # (writes if each key were written once per batch) use batches of this size.
 BARE_LOOP_BATCH = 1000
+
+# Task executions per workflow execution in the recovery measurement's load.
+RECOVERY_TASKS_PER_EXECUTION = 100
+
+# Batch sizes for which the bare loop counts the distinct keys written and
+# changed per batch. The report compares the worker's records with the count
+# for the largest of these sizes that its mean batch reaches.
+BATCH_SIZES = (25, 50, 100, 200, 500, 1000)
 
 # Sampling rate of py-spy, in samples per second.
 PROFILE_RATE = 100
@@ -360,8 +370,10 @@ def run_bare_loop(settings: Settings, events: int, result_path: Path, idle_timeo
     folder = ExecutionFolder(store)
     folded = 0
     state_changes = 0
-    batched_writes = 0
-    batched_changes = 0
+    # Keys written and keys changed by each event, for the per-batch counts
+    # that are computed after the timed loop.
+    written_per_event: list[set] = []
+    changed_per_event: list[set] = []
     first: Optional[float] = None
     idle_since = time.monotonic()
 
@@ -377,18 +389,16 @@ def run_bare_loop(settings: Settings, events: int, result_path: Path, idle_timeo
         if first is None:
             first = time.perf_counter()
 
-        store.batch_keys.clear()
-        changed_keys: set[tuple[RecordKind, str]] = set()
         for message in messages:
             if message.error() is not None:
                 raise KafkaException(message.error())
             event = decode_event(kind_by_topic[message.topic()], message.value(), max_bytes=settings.max_event_bytes)
+            store.batch_keys = set()
             result = folder.fold(event)
             state_changes += len(result.records_to_publish)
-            changed_keys.update((change.kind, change.key) for change in result.records_to_publish)
+            written_per_event.append(store.batch_keys)
+            changed_per_event.append({(change.kind, change.key) for change in result.records_to_publish})
             folded += 1
-        batched_writes += len(store.batch_keys)
-        batched_changes += len(changed_keys)
 
     seconds = time.perf_counter() - first
     consumer.close()
@@ -399,11 +409,25 @@ def run_bare_loop(settings: Settings, events: int, result_path: Path, idle_timeo
             "seconds": seconds,
             "table_writes": store.writes,
             "state_changes": state_changes,
-            "batched_table_writes": batched_writes,
-            "batched_state_changes": batched_changes,
+            "batched_table_writes": {str(size): _distinct_per_batch(written_per_event, size) for size in BATCH_SIZES},
+            "batched_state_changes": {str(size): _distinct_per_batch(changed_per_event, size) for size in BATCH_SIZES},
             "peak_rss_kib": _peak_rss_kib(),
         },
     )
+
+
+def _distinct_per_batch(keys_per_event: list[set], batch_size: int) -> int:
+    """Sum over consecutive batches of ``batch_size`` events of the distinct keys in each batch."""
+    total = 0
+    for start in range(0, len(keys_per_event), batch_size):
+        total += len(set().union(*keys_per_event[start : start + batch_size]))
+    return total
+
+
+def batch_size_at_most(mean_batch_events: float) -> int:
+    """The largest of BATCH_SIZES not above the worker's mean batch, or the smallest of them."""
+    fitting = [size for size in BATCH_SIZES if size <= mean_batch_events]
+    return max(fitting) if fitting else min(BATCH_SIZES)
 
 
 def run_faust_floor(settings: Settings, events: int, result_path: Path) -> int:
@@ -414,8 +438,9 @@ def run_faust_floor(settings: Settings, events: int, result_path: Path) -> int:
     """
     import faust
 
-    from topologies.execution_state import build_app
+    from topologies.execution_state import build_app, install_event_loop
 
+    install_event_loop()
     app = build_app(settings)
     topic = app.topic(*settings.topics.inputs, key_serializer="raw", value_serializer="raw")
     progress = {"count": 0, "first": 0.0}
@@ -589,6 +614,15 @@ def _max_timestamps_ms(admin: AdminClient, ends: dict[tuple[str, int], int]) -> 
     return [future.result().timestamp for future in futures.values()]
 
 
+@dataclass(frozen=True)
+class WorkerCounts:
+    """Counters of the worker's Prometheus endpoint."""
+
+    batches: int
+    table_writes: int
+    state_records: int
+
+
 @dataclass
 class ProductResult:
     events: int
@@ -611,6 +645,16 @@ class ProductResult:
     peak_rss_kib: int = 0
     latency: Optional["LatencyResult"] = None
     profile: list[str] = field(default_factory=list)
+
+    # The worker's own counts of batches and of the records it wrote in them
+    # during the throughput phase, and its batch settings.
+    counts: WorkerCounts = WorkerCounts(0, 0, 0)
+    batch_max_events: int = 0
+    batch_linger_seconds: float = 0.0
+
+    @property
+    def mean_batch_events(self) -> float:
+        return self.events / self.counts.batches if self.counts.batches else 0.0
 
 
 def find_py_spy() -> Optional[str]:
@@ -659,6 +703,24 @@ class _Profiler:
         return self.output
 
 
+def _scrape_counts(settings: Settings) -> WorkerCounts:
+    """Read the batch and write counters from the worker's Prometheus endpoint."""
+    url = f"http://{settings.metrics_address}:{settings.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    sums = {"flyte_state_batch_events_count": 0.0, "flyte_state_table_writes_total": 0.0,
+            "flyte_state_state_records_published_total": 0.0}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in sums:
+            sums[name] += float(line.rsplit(" ", 1)[1])
+    return WorkerCounts(
+        batches=int(sums["flyte_state_batch_events_count"]),
+        table_writes=int(sums["flyte_state_table_writes_total"]),
+        state_records=int(sums["flyte_state_state_records_published_total"]),
+    )
+
+
 def measure_product(
     settings: Settings, events: int, work_dir: Path, options: argparse.Namespace, latency_load: Load
 ) -> ProductResult:
@@ -691,6 +753,7 @@ def measure_product(
             profile = summarize_profile(profiler.stop(), options.profile_top)
             profiler = None
 
+        counts = _scrape_counts(settings)
         state_ends = _end_offsets(admin, _state_topics(settings))
         changelogs = _changelog_topics(admin, settings.app_id)
         changelog_ends = _end_offsets(admin, changelogs)
@@ -703,6 +766,9 @@ def measure_product(
             changelog_records=sum(changelog_ends.values()),
             changelog_topics=changelogs,
             profile=profile,
+            counts=counts,
+            batch_max_events=settings.batch_max_events,
+            batch_linger_seconds=settings.batch_linger_seconds,
         )
         result.cpu_share = cpu_used / result.seconds
         result.machine_busy = machine_busy
@@ -751,18 +817,39 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[rank - 1]
 
 
-class _StateFollower(threading.Thread):
-    """Read the workflow, node and task state topics from given offsets and time each record's event.
+class _SentEvents:
+    """Produce times of the latency phase's events by entity key, shared by the producing and the reading thread."""
 
-    A record matches the event whose entity key and occurred_at equal the
-    record's key and last_event_occurred_at; only the first record of an
-    event counts. Events that change nothing a consumer can read produce no
-    record and stay unmatched.
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_entity: dict[str, list[tuple[tuple[int, int], float]]] = {}
+
+    def add(self, entity_key: str, occurred_at: tuple[int, int], sent_at: float) -> None:
+        with self.lock:
+            self.by_entity.setdefault(entity_key, []).append((occurred_at, sent_at))
+
+    def take_reflected(self, entity_key: str, occurred_at: tuple[int, int]) -> list[float]:
+        """Remove and return the produce times of the entity's events that occurred at or before ``occurred_at``."""
+        with self.lock:
+            pending = self.by_entity.get(entity_key)
+            if not pending:
+                return []
+            reflected = [sent_at for event_occurred_at, sent_at in pending if event_occurred_at <= occurred_at]
+            self.by_entity[entity_key] = [item for item in pending if item[0] > occurred_at]
+            return reflected
+
+
+class _StateFollower(threading.Thread):
+    """Read the workflow, node and task state topics from given offsets and time the events each record reflects.
+
+    A record reflects every event of its entity whose occurred_at is not
+    after the record's last_event_occurred_at, because the worker folds a
+    whole batch before it publishes one record per changed entity. The first
+    record that reflects an event times it. Events that change nothing a
+    consumer can read, after the entity's last record, stay untimed.
     """
 
-    def __init__(
-        self, settings: Settings, start: dict[tuple[str, int], int], sent: dict[tuple[str, int, int], float]
-    ) -> None:
+    def __init__(self, settings: Settings, start: dict[tuple[str, int], int], sent: "_SentEvents") -> None:
         super().__init__(name="state-follower", daemon=True)
         topics = settings.topics
         self.kind_by_topic = {
@@ -779,7 +866,6 @@ class _StateFollower(threading.Thread):
         self.consumer.assign([TopicPartition(topic, partition, offset) for (topic, partition), offset in start.items()])
         self.positions = dict(start)
         self.sent = sent
-        self.matched: set[tuple[str, int, int]] = set()
         self.latencies: list[float] = []
         self.stopping = threading.Event()
         self.error: Optional[BaseException] = None
@@ -805,10 +891,7 @@ class _StateFollower(threading.Thread):
         state = self.kind_by_topic[message.topic()].message_class()
         state.ParseFromString(value)
         occurred_at = state.last_event_occurred_at
-        match = (message.key().decode(), occurred_at.seconds, occurred_at.nanos)
-        sent_at = self.sent.get(match)
-        if sent_at is not None and match not in self.matched:
-            self.matched.add(match)
+        for sent_at in self.sent.take_reflected(message.key().decode(), (occurred_at.seconds, occurred_at.nanos)):
             self.latencies.append(read_at - sent_at)
 
     def caught_up(self, ends: dict[tuple[str, int], int]) -> bool:
@@ -821,7 +904,7 @@ def measure_latency(
     """Publish ``load`` at ``rate`` events per second to the running worker and time each event's state record."""
     admin = _admin(settings)
     followed = [settings.topics.workflow_state, settings.topics.node_state, settings.topics.task_state]
-    sent: dict[tuple[str, int, int], float] = {}
+    sent = _SentEvents()
     follower = _StateFollower(settings, _end_offsets(admin, followed), sent)
     follower.start()
 
@@ -834,7 +917,7 @@ def measure_latency(
             due = min(len(load.events), int((time.perf_counter() - started) * rate) + 1)
             while index < due:
                 event = load.events[index]
-                sent[(event.entity_key, *event.occurred_at)] = time.time()
+                sent.add(event.entity_key, event.occurred_at, time.time())
                 _produce(producer, event, errors)
                 index += 1
             producer.poll(0)
@@ -1011,13 +1094,20 @@ def format_report(
     lines.append(f"product dead letters: {product.dead_letters}")
     lines.append(f"changelog records per event: {product.changelog_records / events:.2f}")
     lines.append(f"state records per event: {product.state_records / events:.2f}")
+    batch_size = batch_size_at_most(product.mean_batch_events)
+    batched_writes = bare["batched_table_writes"][str(batch_size)]
+    batched_changes = bare["batched_state_changes"][str(batch_size)]
+    lines.append(
+        f"product batches: {product.counts.batches}, {product.mean_batch_events:.0f} events each on average "
+        f"(at most {product.batch_max_events} events or {product.batch_linger_seconds:g} s)"
+    )
     lines.append(
         f"bare loop table writes per event: {bare['table_writes'] / events:.2f} "
-        f"({bare['batched_table_writes'] / events:.2f} with one write per key per batch of {BARE_LOOP_BATCH})"
+        f"({batched_writes / events:.2f} with one write per key per batch of {batch_size})"
     )
     lines.append(
         f"bare loop state changes per event: {bare['state_changes'] / events:.2f} "
-        f"({bare['batched_state_changes'] / events:.2f} with one record per key per batch of {BARE_LOOP_BATCH})"
+        f"({batched_changes / events:.2f} with one record per key per batch of {batch_size})"
     )
 
     lines.append("")
@@ -1037,11 +1127,11 @@ def format_report(
         lines.append(f"  p99 < {TARGET_P99_SECONDS:.0f} s at {options.latency_rate:.0f} events/s: {_met(met)}")
     lines.append(
         f"  at most one changelog write per changed key per batch: "
-        f"{_met(product.changelog_records <= bare['batched_table_writes'])}"
+        f"{_met(product.changelog_records <= product.counts.table_writes)}"
     )
     lines.append(
         f"  at most one state record per changed key per batch: "
-        f"{_met(product.state_records <= bare['batched_state_changes'])}"
+        f"{_met(product.state_records <= product.counts.state_records)}"
     )
 
     if product.profile:
@@ -1112,6 +1202,25 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"entries per profile table (default {DEFAULT_PROFILE_TOP})",
     )
 
+    parser.add_argument(
+        "--batch-max-events",
+        type=int,
+        default=Settings.batch_max_events,
+        help=f"the worker's FLYTE_STATE_BATCH_MAX_EVENTS (default {Settings.batch_max_events})",
+    )
+    parser.add_argument(
+        "--batch-linger-seconds",
+        type=float,
+        default=Settings.batch_linger_seconds,
+        help=f"the worker's FLYTE_STATE_BATCH_LINGER_SECONDS (default {Settings.batch_linger_seconds:g})",
+    )
+    parser.add_argument(
+        "--recovery-tasks",
+        type=int,
+        default=0,
+        help="instead of the throughput run, build a task table of this many records with the worker and "
+        "time its recovery after a restart, on the same and on an empty state directory",
+    )
     parser.add_argument("--keep-topics", action="store_true", help="keep the run's topics on the broker afterwards")
     parser.add_argument(
         "--work-dir", type=Path, help="folder for logs, results and worker state (default: a new temporary folder)"
@@ -1165,7 +1274,13 @@ def run(options: argparse.Namespace) -> int:
         )
         settings = base.with_topic_prefix(prefix)
         product_settings = settings.replace(
-            app_id=f"{prefix}product", store="rocksdb", state_dir=work_dir / "product-state"
+            app_id=f"{prefix}product",
+            store="rocksdb",
+            state_dir=work_dir / "product-state",
+            metrics_address="127.0.0.1",
+            metrics_port=free_ports(1)[0],
+            batch_max_events=options.batch_max_events,
+            batch_linger_seconds=options.batch_linger_seconds,
         )
         floor_settings = settings.replace(
             app_id=f"{prefix}faust-floor", store="memory", state_dir=work_dir / "floor-state"
@@ -1216,6 +1331,150 @@ def run(options: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------
+# Recovery of a large task table
+
+RECOVERY_LINE = re.compile(r"table recovery finished in ([0-9.]+) s; keys per table: (.*)$")
+
+
+@dataclass
+class RecoveryRun:
+    """One worker start over existing changelog topics."""
+
+    worker_seconds: float
+    wall_seconds: float
+    keys: str
+    peak_rss_kib: int
+    state_dir_bytes: int
+
+
+def _directory_bytes(path: Path) -> int:
+    return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())
+
+
+def _publish_running_tasks(settings: Settings, tasks: int, per_execution: int, seed: int) -> int:
+    """Publish ``tasks`` RUNNING task events, one per task execution; return the executions they span."""
+    producer = Producer(producer_config(settings))
+    errors = _DeliveryErrors()
+    executions = math.ceil(tasks / per_execution)
+    start = datetime.now(timezone.utc).replace(microsecond=0)
+    for sent, event in enumerate(generate_running_tasks(executions, per_execution, seed, start=start)):
+        if sent == tasks:
+            break
+        encoded = LoadEvent(
+            topic=settings.topics.input_topic(event.kind),
+            key=event.execution_key.encode(),
+            value=event.message.SerializeToString(),
+            entity_key=event.entity_key,
+            occurred_at=(0, 0),
+        )
+        _produce(producer, encoded, errors)
+        producer.poll(0)
+    _flush(producer, errors, settings)
+    return executions
+
+
+def _time_recovery(settings: Settings, log_path: Path, timeout_seconds: float) -> RecoveryRun:
+    """Start a worker, wait for its table recovery to finish, read its figures and stop it."""
+    started = time.monotonic()
+    worker = WorkerProcess(settings, log_path).start()
+    child = _ChildProcess("recovering worker", worker.process, worker.log_path)
+    try:
+        deadline = started + timeout_seconds
+        while time.monotonic() < deadline:
+            if child.exit_code() is not None:
+                raise BenchmarkError(f"the worker exited during recovery:\n{child.log_tail()}")
+            for line in log_path.read_text(errors="replace").splitlines():
+                match = RECOVERY_LINE.search(line)
+                if match:
+                    return RecoveryRun(
+                        worker_seconds=float(match.group(1)),
+                        wall_seconds=time.monotonic() - started,
+                        keys=match.group(2),
+                        peak_rss_kib=_peak_rss_kib(worker.pid),
+                        state_dir_bytes=_directory_bytes(settings.state_dir),
+                    )
+            time.sleep(0.5)
+        raise BenchmarkError(f"no finished recovery within {timeout_seconds:.0f} s; log: {log_path}")
+    finally:
+        worker.stop()
+
+
+def run_recovery(options: argparse.Namespace) -> int:
+    """Build a task table of ``--recovery-tasks`` records with the worker, then time two restarts over it."""
+    bootstrap = options.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or None
+    work_dir = options.work_dir or Path(tempfile.mkdtemp(prefix="flyte-state-bench-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    print(f"logs and results in {work_dir}", file=sys.stderr, flush=True)
+
+    with benchmark_broker(bootstrap) as bootstrap_servers:
+        lines = _machine_lines(bootstrap_servers)
+        prefix = f"bench-{uuid.uuid4().hex[:8]}."
+        settings = (
+            Settings(bootstrap_servers=bootstrap_servers, partitions=options.partitions)
+            .with_topic_prefix(prefix)
+            .replace(
+                app_id=f"{prefix}recovery",
+                store="rocksdb",
+                state_dir=work_dir / "recovery-state",
+                metrics_port=0,
+                batch_max_events=options.batch_max_events,
+                batch_linger_seconds=options.batch_linger_seconds,
+            )
+        )
+        try:
+            ensure_topics(settings)
+            executions = _publish_running_tasks(
+                settings, options.recovery_tasks, RECOVERY_TASKS_PER_EXECUTION, options.seed
+            )
+            print(f"building the table of {options.recovery_tasks} task executions", file=sys.stderr, flush=True)
+            admin = _admin(settings)
+            build_started = time.monotonic()
+            worker = WorkerProcess(settings, work_dir / "recovery-build.log").start()
+            try:
+                _wait_for_commits(
+                    admin,
+                    settings.app_id,
+                    [*settings.topics.inputs, settings.repartition_topic],
+                    options.timeout,
+                    _ChildProcess("table-building worker", worker.process, worker.log_path),
+                )
+                build_seconds = time.monotonic() - build_started
+                build_rss = _peak_rss_kib(worker.pid)
+            finally:
+                worker.stop()
+            changelog_records = sum(_end_offsets(admin, _changelog_topics(admin, settings.app_id)).values())
+
+            print("restart on the same state directory", file=sys.stderr, flush=True)
+            same = _time_recovery(settings, work_dir / "recovery-same-dir.log", options.timeout)
+            print("restart on an empty state directory", file=sys.stderr, flush=True)
+            empty_settings = settings.replace(state_dir=work_dir / "recovery-empty-state")
+            empty = _time_recovery(empty_settings, work_dir / "recovery-empty-dir.log", options.timeout)
+        finally:
+            if not options.keep_topics:
+                _delete_topics(settings, prefix)
+            for folder in ("recovery-state", "recovery-empty-state"):
+                shutil.rmtree(work_dir / folder, ignore_errors=True)
+
+    lines += [
+        "",
+        f"table: {options.recovery_tasks} task executions of {executions} executions "
+        f"({RECOVERY_TASKS_PER_EXECUTION} each, one RUNNING event per task), {options.partitions} partitions",
+        f"built by the worker in {build_seconds:.0f} s ({options.recovery_tasks / build_seconds:.0f} events/s), "
+        f"peak RSS {build_rss / 1024:.0f} MiB",
+        f"changelog records after the build: {changelog_records}",
+    ]
+    for name, run_ in (("same state directory", same), ("empty state directory", empty)):
+        lines.append(
+            f"recovery, {name}: {run_.worker_seconds:.1f} s from assignment, {run_.wall_seconds:.1f} s from start; "
+            f"peak RSS {run_.peak_rss_kib / 1024:.0f} MiB; state directory {run_.state_dir_bytes / 2**20:.0f} MiB"
+        )
+        lines.append(f"  keys after recovery: {run_.keys}")
+    for line in lines:
+        print(line)
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     options = parser.parse_args(argv)
@@ -1230,6 +1489,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     _validate(parser, options)
     try:
+        if options.recovery_tasks:
+            return run_recovery(options)
         return run(options)
     except BenchmarkError as error:
         log.error("%s", error)

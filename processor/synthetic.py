@@ -738,3 +738,31 @@ __all__: list[str] = [
     "generate_executions",
     "to_stream_lines",
 ]
+
+
+def generate_running_tasks(
+    executions: int,
+    tasks_per_execution: int,
+    seed: int,
+    *,
+    start: datetime = DEFAULT_START,
+    project: str = "flytesnacks",
+    domain: str = "development",
+) -> Iterator[ExecutionEvent]:
+    """Yield one RUNNING task event, with one log link, for each of ``tasks_per_execution`` nodes of each execution.
+
+    Each event creates a task execution record, so the events build a task
+    table of executions x tasks_per_execution keys with few events. It is the
+    load of the benchmark's recovery measurement. Executions come one after
+    another.
+    """
+    start_seconds = _epoch_seconds(start)
+    for index in range(executions):
+        rng = random.Random(f"synthetic-tasks:{seed}:{index}")
+        name = f"t{index:09d}" + "".join(rng.choices(_NAME_ALPHABET, k=10))
+        execution_id = identifier_pb2.WorkflowExecutionIdentifier(project=project, domain=domain, name=name)
+        writer = _ExecutionWriter(rng, execution_id, start_seconds)
+        for task in range(tasks_per_execution):
+            node = writer.node(f"n{task}")
+            writer.task_event(node, 0, TaskPhase.RUNNING, logs=[writer.log(node, 0, "Kubernetes Logs")])
+        yield from writer.events

@@ -31,6 +31,18 @@ FIGURE_LINES = {
     "product dead letters": r"^product dead letters: \d+$",
     "changelog records": r"^changelog records per event: \d+\.\d\d$",
     "state records": r"^state records per event: \d+\.\d\d$",
+    "product batches": r"^product batches: \d+, \d+ events each on average \(at most \d+ events or [\d.]+ s\)$",
+}
+
+RECOVERY_LINES = {
+    "table": r"^table: 2000 task executions of 20 executions \(100 each, one RUNNING event per task\), \d+ partitions$",
+    "build": r"^built by the worker in \d+ s \(\d+ events/s\), peak RSS \d+ MiB$",
+    "changelog records": r"^changelog records after the build: \d+$",
+    "same directory": r"^recovery, same state directory: [\d.]+ s from assignment, [\d.]+ s from start; "
+    r"peak RSS \d+ MiB; state directory \d+ MiB$",
+    "empty directory": r"^recovery, empty state directory: [\d.]+ s from assignment, [\d.]+ s from start; "
+    r"peak RSS \d+ MiB; state directory \d+ MiB$",
+    "task keys": r"^  keys after recovery: .*task-executions=2000\b",
 }
 
 
@@ -76,3 +88,35 @@ def test_benchmark_prints_targets(report):
     targets = re.findall(r"^  .+: (met|not met)$", report, re.MULTILINE)
 
     assert len(targets) == 5, report
+
+
+@pytest.fixture(scope="module")
+def recovery_report(kafka_bootstrap: str, tmp_path_factory) -> str:
+    work_dir = tmp_path_factory.mktemp("recovery")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "processor.benchmark",
+            "--recovery-tasks",
+            "2000",
+            "--timeout",
+            "180",
+            "--work-dir",
+            str(work_dir),
+        ],
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, f"benchmark exited with {result.returncode}:\n{result.stderr[-4000:]}"
+    return result.stdout
+
+
+@pytest.mark.parametrize("name", RECOVERY_LINES)
+def test_recovery_run_prints_figure(recovery_report, name):
+    pattern = re.compile(RECOVERY_LINES[name], re.MULTILINE)
+
+    assert pattern.search(recovery_report), f"no {name} line matching {RECOVERY_LINES[name]!r} in:\n{recovery_report}"
