@@ -425,7 +425,7 @@ def _distinct_per_batch(keys_per_event: list[set], batch_size: int) -> int:
 
 
 def batch_size_at_most(mean_batch_events: float) -> int:
-    """The largest of BATCH_SIZES not above the worker's mean batch, or the smallest of them."""
+    """Return the largest of BATCH_SIZES not above the worker's mean batch, or the smallest of them."""
     fitting = [size for size in BATCH_SIZES if size <= mean_batch_events]
     return max(fitting) if fitting else min(BATCH_SIZES)
 

@@ -79,10 +79,9 @@ class StateChange:
     """A record that changed and must be published to its state topic; ``record`` None is a tombstone.
 
     ``record`` is the stored record, bookkeeping included. A fold copies a
-    record before it changes it and never mutates one it has stored, so the
-    public view can be taken when the change is published rather than when
-    it is made: a worker that folds a batch takes it once, for the last
-    change of each key.
+    record before it changes it and never mutates one it has stored. So the
+    public view can be taken when the change is published, and a worker that
+    folds a batch takes it once, for the last change of each key.
     """
 
     kind: RecordKind
@@ -302,7 +301,7 @@ class ExecutionFolder:
         """Bring the execution's summary in line with a workflow record or one child record's phase.
 
         Every step is an assignment or a maximum, so running it again for the
-        same record changes nothing. The summary holds a phase per child, so
+        same record changes nothing. The summary stores a phase per child, so
         it is copied only when a step would change it.
         """
         previous = self.store.get(RecordKind.SUMMARY, event.execution_key)
@@ -351,7 +350,7 @@ def _summary_in_line(
     workflow: Optional[WorkflowExecutionState],
     child: Optional[tuple[RecordKind, str]],
 ) -> bool:
-    """Whether every step of ``_sync_summary`` would leave ``summary`` as it is."""
+    """Return whether every step of ``_sync_summary`` would leave ``summary`` as it is."""
     if workflow is not None:
         closure = workflow.execution.closure
         if summary.phase != closure.phase or summary.finished != (closure.phase in WORKFLOW_TERMINAL):

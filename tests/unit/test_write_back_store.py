@@ -35,7 +35,7 @@ def summary(count: int) -> ExecutionSummary:
     return ExecutionSummary(node_count=count)
 
 
-def test_writes_reach_the_backing_store_only_when_taken():
+def test_write_waits_until_taken():
     backing = CountingStore()
     store = WriteBackStore(backing)
 
@@ -46,7 +46,7 @@ def test_writes_reach_the_backing_store_only_when_taken():
     assert store.pending_count == 1
 
 
-def test_take_writes_returns_each_key_once_with_its_last_value_and_partition():
+def test_take_writes_merges_each_key():
     store = WriteBackStore(CountingStore())
 
     store.partition = 3
@@ -65,7 +65,7 @@ def test_take_writes_returns_each_key_once_with_its_last_value_and_partition():
     assert store.take_writes() == []
 
 
-def test_a_delete_after_a_put_is_taken_as_a_delete():
+def test_delete_after_put_wins():
     backing = CountingStore()
     backing.put(RecordKind.SUMMARY, "p:d:a", summary(1))
     store = WriteBackStore(backing)
@@ -80,7 +80,7 @@ def test_a_delete_after_a_put_is_taken_as_a_delete():
     assert store.get(RecordKind.SUMMARY, "p:d:a") is None
 
 
-def test_a_record_is_read_from_the_backing_store_once_while_cached():
+def test_cached_record_read_once():
     backing = CountingStore()
     backing.put(RecordKind.SUMMARY, "p:d:a", summary(1))
     store = WriteBackStore(backing)
@@ -93,7 +93,7 @@ def test_a_record_is_read_from_the_backing_store_once_while_cached():
     assert backing.reads == 2
 
 
-def test_the_cache_keeps_the_most_recently_used_records():
+def test_cache_evicts_least_recent():
     backing = CountingStore()
     for index in range(4):
         backing.put(RecordKind.SUMMARY, f"p:d:{index}", summary(index))
@@ -112,7 +112,7 @@ def test_the_cache_keeps_the_most_recently_used_records():
     assert backing.reads == reads_before + 1
 
 
-def test_forget_drops_the_cache_and_refuses_while_writes_are_pending():
+def test_forget_requires_taken_writes():
     backing = CountingStore()
     store = WriteBackStore(backing)
     store.put(RecordKind.SUMMARY, "p:d:a", summary(1))
@@ -128,7 +128,7 @@ def test_forget_drops_the_cache_and_refuses_while_writes_are_pending():
 
 
 @pytest.mark.parametrize("batch_size", [1, 7, 250])
-def test_batched_folds_leave_the_same_records_as_a_plain_store(batch_size):
+def test_batched_folds_match_plain_store(batch_size):
     events = flatten(generate_executions(12, 5, start=datetime(2026, 1, 1, tzinfo=timezone.utc)))
     reference = ExecutionFolder(CountingStore())
     backing = CountingStore()
