@@ -198,15 +198,16 @@ class ExecutionStateTopology:
         # Recovery can change any table key, so decoded records must be read
         # again. A batch still open here lost its partitions before its
         # events were acknowledged; their owners fold them again.
-        unacknowledged = len(self.batch.events) + sum(len(batch.events) for batch, _, _ in self.unconfirmed)
-        if unacknowledged:
-            log.warning(
-                "dropping %d unacknowledged events after a rebalance; they will be folded again",
-                unacknowledged,
-            )
-            self.batch = _Batch()
-            self.unconfirmed.clear()
-        self.store.discard()
+        async with self.batch_lock:
+            unacknowledged = len(self.batch.events) + sum(len(batch.events) for batch, _, _ in self.unconfirmed)
+            if unacknowledged:
+                log.warning(
+                    "dropping %d unacknowledged events after a rebalance; they will be folded again",
+                    unacknowledged,
+                )
+                self.batch = _Batch()
+                self.unconfirmed.clear()
+            self.store.discard()
 
     async def _log_recovery(self) -> None:
         elapsed = time.monotonic() - self.assigned_at
@@ -220,8 +221,8 @@ class ExecutionStateTopology:
         self.acking_stream = events
 
         # The agent ends a batch when an event arrives. This task ends one
-        # when none arrives, so an idle worker publishes within about twice
-        # the linger time. It is a task of the agent rather than a faust
+        # when none arrives, so an idle worker publishes within about 1.5
+        # times the linger time. It is a task of the agent rather than a faust
         # timer because it must keep running while faust stops or rebalances:
         # faust then waits for every open batch's events to be acknowledged.
         lingering_batches = asyncio.ensure_future(self._write_lingering_batches())
@@ -242,9 +243,13 @@ class ExecutionStateTopology:
                 headers=list(message.headers or ()),
             )
             try:
-                await self.add_to_batch(event, record)
-                if self.batch_is_due():
-                    await self.write_batch()
+                # The lock keeps the linger task from writing and acknowledging
+                # the open batch while this event's forward or dead-letter send
+                # is still awaited.
+                async with self.batch_lock:
+                    await self.add_to_batch(event, record)
+                    if self.batch_is_due():
+                        await self._write_batch_locked()
             except Exception:
                 self._stop_without_committing(f"cannot handle {record.topic}[{record.partition}]@{record.offset}")
 
@@ -268,7 +273,7 @@ class ExecutionStateTopology:
         if self.is_sweep_request(record):
             # The sweep reads the workflow table directly, so it must see
             # every change folded before it.
-            await self.write_batch()
+            await self._write_batch_locked()
             self.batch.add_event(event, record.partition)
             self.store.partition = record.partition
             await self.sweep_partition(record)
@@ -291,20 +296,24 @@ class ExecutionStateTopology:
         arrives.
         """
         async with self.batch_lock:
-            batch, self.batch = self.batch, _Batch()
-            if batch.events:
-                delivery = Delivery()
-                self.table_writer.write(self.store.take_writes(), batch.event_of_partition, delivery)
-                for change in batch.changes.values():
-                    value = public_bytes(change.record) if change.record is not None else None
-                    self.state_producer.send(self.state_topic_names[change.kind], change.key.encode(), value, delivery)
-                    _STATE_RECORDS_PUBLISHED(change.kind.value).inc()
-                self.unconfirmed.append((batch, delivery, time.monotonic()))
-                self.state_producer.serve_reports()
+            await self._write_batch_locked()
 
-            keep = 1 if batch.events else 0
-            while len(self.unconfirmed) > keep:
-                await self._acknowledge_oldest()
+    async def _write_batch_locked(self) -> None:
+        """Do what write_batch does; the caller holds batch_lock."""
+        batch, self.batch = self.batch, _Batch()
+        if batch.events:
+            delivery = Delivery()
+            self.table_writer.write(self.store.take_writes(), batch.event_of_partition, delivery)
+            for change in batch.changes.values():
+                value = public_bytes(change.record) if change.record is not None else None
+                self.state_producer.send(self.state_topic_names[change.kind], change.key.encode(), value, delivery)
+                _STATE_RECORDS_PUBLISHED(change.kind.value).inc()
+            self.unconfirmed.append((batch, delivery, time.monotonic()))
+            self.state_producer.serve_reports()
+
+        keep = 1 if batch.events else 0
+        while len(self.unconfirmed) > keep:
+            await self._acknowledge_oldest()
 
     async def _acknowledge_oldest(self) -> None:
         batch, delivery, written_at = self.unconfirmed[0]

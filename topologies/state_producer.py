@@ -24,9 +24,13 @@ from processor.kafka_clients import producer_config
 log = logging.getLogger(__name__)
 
 # How long ``confirm`` waits for the broker to acknowledge a batch's records,
-# and how often it looks.
-CONFIRM_TIMEOUT_SECONDS = 60.0
+# and how often it looks. librdkafka fails a record after message.timeout.ms
+# (300 s by default), so the wait outlasts that and reports its error.
+CONFIRM_TIMEOUT_SECONDS = 330.0
 CONFIRM_POLL_SECONDS = 0.001
+
+# How long ``send`` waits for room in librdkafka's local queue.
+QUEUE_FULL_TIMEOUT_SECONDS = 60.0
 
 
 class StateRecordError(RuntimeError):
@@ -74,6 +78,7 @@ class StateRecordProducer:
 
         ``partition`` None lets the murmur2 partitioner choose.
         """
+        deadline = time.monotonic() + QUEUE_FULL_TIMEOUT_SECONDS
         while True:
             try:
                 if partition is None:
@@ -83,6 +88,10 @@ class StateRecordProducer:
                 break
             except BufferError:
                 # The local queue is full: let librdkafka send some of it.
+                if time.monotonic() > deadline:
+                    raise StateRecordError(
+                        f"librdkafka's queue stayed full for {QUEUE_FULL_TIMEOUT_SECONDS:.0f} s while sending to {topic}"
+                    ) from None
                 self.producer.poll(0.05)
         # Reports are served only by poll(), so none can arrive before this.
         delivery.pending += 1

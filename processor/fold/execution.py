@@ -222,9 +222,17 @@ class ExecutionFolder:
         return result
 
     def _republish(self, result: FoldResult, records: list[tuple[RecordKind, str]]) -> None:
+        """List the current records for publishing again, and store them again unchanged.
+
+        A worker can die after its table store took a batch's records but
+        before their changelog records reached Kafka. The replayed events then
+        find their changes in the store and change nothing, so writing the
+        records again is what puts them back into the changelog.
+        """
         for kind, key in records:
             state = self.store.get(kind, key)
             if state is not None:
+                self.store.put(kind, key, state)
                 result.republish.append(StateChange(kind, key, state))
 
     def _check_cluster(self, event: ExecutionEvent) -> Optional[FoldResult]:
