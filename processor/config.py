@@ -107,6 +107,11 @@ class Topics:
         return (self.workflow_state, self.node_state, self.task_state, self.summary_state)
 
 
+# Upper bound of FLYTE_STATE_BATCH_LINGER_SECONDS. A batch's events wait this
+# long for their state records, and faust's rebalance waits for them too.
+MAX_BATCH_LINGER_SECONDS = 60.0
+
+
 @dataclass(frozen=True)
 class Settings:
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -272,6 +277,13 @@ class Settings:
             raise ConfigError(
                 f"FLYTE_STATE_MAX_EVENT_BYTES ({self.max_event_bytes}) exceeds FLYTE_STATE_MAX_RECORD_BYTES "
                 f"({self.max_record_bytes}): oversized events could not be dead-lettered"
+            )
+        if self.batch_max_events < 1:
+            raise ConfigError(f"FLYTE_STATE_BATCH_MAX_EVENTS={self.batch_max_events} must be at least 1")
+        if not 0 < self.batch_linger_seconds <= MAX_BATCH_LINGER_SECONDS:
+            raise ConfigError(
+                f"FLYTE_STATE_BATCH_LINGER_SECONDS={self.batch_linger_seconds} must lie above 0 and at most "
+                f"{MAX_BATCH_LINGER_SECONDS:.0f}, because state records wait that long before they are published"
             )
         names = [*self.topics.all_inputs, *self.topics.states, self.topics.dead_letter, self.repartition_topic]
         if len(set(names)) != len(names):

@@ -224,3 +224,31 @@ def test_metrics_settings_survive_to_env(monkeypatch):
 
     assert rebuilt.metrics_port == 0
     assert rebuilt.metrics_address == "127.0.0.1"
+
+
+def test_batch_settings_from_env(monkeypatch):
+    monkeypatch.setenv("FLYTE_STATE_BATCH_MAX_EVENTS", "500")
+    monkeypatch.setenv("FLYTE_STATE_BATCH_LINGER_SECONDS", "0.1")
+
+    settings = Settings.from_env()
+
+    assert settings.batch_max_events == 500
+    assert settings.batch_linger_seconds == 0.1
+    assert Settings.from_env().to_env()["FLYTE_STATE_BATCH_LINGER_SECONDS"] == "0.1"
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("FLYTE_STATE_BATCH_MAX_EVENTS", "0"),
+        ("FLYTE_STATE_BATCH_LINGER_SECONDS", "0"),
+        ("FLYTE_STATE_BATCH_LINGER_SECONDS", "-1"),
+        ("FLYTE_STATE_BATCH_LINGER_SECONDS", "nan"),
+        ("FLYTE_STATE_BATCH_LINGER_SECONDS", "61"),
+    ],
+)
+def test_bad_batch_setting(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env()
