@@ -1260,11 +1260,17 @@ def _delete_topics(settings: Settings, prefix: str) -> None:
             log.warning("could not delete topic %s: %s", name, error)
 
 
-def run(options: argparse.Namespace) -> int:
+def _bootstrap_and_work_dir(options: argparse.Namespace) -> tuple[Optional[str], Path]:
+    """Return the brokers to use (None: start one) and the work folder, created and announced on stderr."""
     bootstrap = options.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or None
     work_dir = options.work_dir or Path(tempfile.mkdtemp(prefix="flyte-state-bench-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     print(f"logs and results in {work_dir}", file=sys.stderr, flush=True)
+    return bootstrap, work_dir
+
+
+def run(options: argparse.Namespace) -> int:
+    bootstrap, work_dir = _bootstrap_and_work_dir(options)
 
     with benchmark_broker(bootstrap) as bootstrap_servers:
         header = _machine_lines(bootstrap_servers)
@@ -1402,10 +1408,7 @@ def _time_recovery(settings: Settings, log_path: Path, timeout_seconds: float) -
 
 def run_recovery(options: argparse.Namespace) -> int:
     """Build a task table of ``--recovery-tasks`` records with the worker, then time two restarts over it."""
-    bootstrap = options.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or None
-    work_dir = options.work_dir or Path(tempfile.mkdtemp(prefix="flyte-state-bench-"))
-    work_dir.mkdir(parents=True, exist_ok=True)
-    print(f"logs and results in {work_dir}", file=sys.stderr, flush=True)
+    bootstrap, work_dir = _bootstrap_and_work_dir(options)
 
     with benchmark_broker(bootstrap) as bootstrap_servers:
         lines = _machine_lines(bootstrap_servers)

@@ -46,27 +46,10 @@ RECOVERY_LINES = {
 }
 
 
-@pytest.fixture(scope="module")
-def report(kafka_bootstrap: str, tmp_path_factory) -> str:
-    work_dir = tmp_path_factory.mktemp("bench")
+def run_benchmark(kafka_bootstrap: str, work_dir, *arguments: str) -> str:
+    """Run ``python -m processor.benchmark`` with ``arguments`` on the test broker; return its report."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "processor.benchmark",
-            "--events",
-            "2000",
-            "--executions",
-            "20",
-            "--latency-rate",
-            "500",
-            "--latency-seconds",
-            "3",
-            "--timeout",
-            "180",
-            "--work-dir",
-            str(work_dir),
-        ],
+        [sys.executable, "-m", "processor.benchmark", *arguments, "--timeout", "180", "--work-dir", str(work_dir)],
         env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
         cwd=REPO_ROOT,
         capture_output=True,
@@ -75,6 +58,22 @@ def report(kafka_bootstrap: str, tmp_path_factory) -> str:
     )
     assert result.returncode == 0, f"benchmark exited with {result.returncode}:\n{result.stderr[-4000:]}"
     return result.stdout
+
+
+@pytest.fixture(scope="module")
+def report(kafka_bootstrap: str, tmp_path_factory) -> str:
+    return run_benchmark(
+        kafka_bootstrap,
+        tmp_path_factory.mktemp("bench"),
+        "--events",
+        "2000",
+        "--executions",
+        "20",
+        "--latency-rate",
+        "500",
+        "--latency-seconds",
+        "3",
+    )
 
 
 @pytest.mark.parametrize("name", FIGURE_LINES)
@@ -92,27 +91,7 @@ def test_benchmark_prints_targets(report):
 
 @pytest.fixture(scope="module")
 def recovery_report(kafka_bootstrap: str, tmp_path_factory) -> str:
-    work_dir = tmp_path_factory.mktemp("recovery")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "processor.benchmark",
-            "--recovery-tasks",
-            "2000",
-            "--timeout",
-            "180",
-            "--work-dir",
-            str(work_dir),
-        ],
-        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, f"benchmark exited with {result.returncode}:\n{result.stderr[-4000:]}"
-    return result.stdout
+    return run_benchmark(kafka_bootstrap, tmp_path_factory.mktemp("recovery"), "--recovery-tasks", "2000")
 
 
 @pytest.mark.parametrize("name", RECOVERY_LINES)
