@@ -5,7 +5,7 @@
 #   make browser      install Debian's chromium for the dashboard's browser tests
 #   make kafka-start  start the local broker (scripts/kafka-local start)
 #   make kafka-stop   stop it
-#   make clean        stop and delete local broker instances, delete .venv
+#   make clean        stop and delete local broker instances, delete .venv and state-data
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -112,4 +112,7 @@ clean:
 	    fi; \
 	done
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
+	@# The worker's RocksDB state belongs to the brokers' changelog topics,
+	@# which the resets above deleted.
+	rm -rf state-data
 	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

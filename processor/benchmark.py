@@ -47,7 +47,6 @@ from typing import Callable, Iterator, Optional
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
     Producer,
@@ -158,36 +157,62 @@ def _end_offsets(admin: AdminClient, topics: list[str]) -> dict[tuple[str, int],
     return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
 
 
-def _committed_offsets(admin: AdminClient, group_id: str) -> dict[tuple[str, int], int]:
-    """Return the offsets that consumer group ``group_id`` committed; an empty dict before its first commit."""
-    futures = admin.list_consumer_group_offsets(
-        [ConsumerGroupTopicPartitions(group_id)], request_timeout=ADMIN_TIMEOUT_SECONDS
-    )
-    committed = futures[group_id].result()
-    return {(tp.topic, tp.partition): tp.offset for tp in committed.topic_partitions or []}
+def _committed_offsets(reader: Consumer, targets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+    """Return the offsets that the reader's consumer group committed for the partitions of ``targets``.
+
+    It asks with Consumer.committed rather than the admin client's
+    list_consumer_group_offsets, because librdkafka 2.16 crashed (SIGSEGV)
+    parsing the admin response while a new broker's group coordinator was
+    still loading.
+    """
+    partitions = [TopicPartition(topic, partition) for topic, partition in targets]
+    try:
+        committed = reader.committed(partitions, timeout=ADMIN_TIMEOUT_SECONDS)
+    except KafkaException as error:
+        # A new broker answers NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS
+        # until its group coordinator is ready; the caller asks again.
+        if error.args[0].retriable():
+            log.info("committed offsets not available yet: %s", error)
+            return {}
+        raise
+    return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed}
 
 
 def _wait_for_commits(
     admin: AdminClient,
-    group_id: str,
+    settings: Settings,
     topics: list[str],
     timeout_seconds: float,
     process: "_ChildProcess",
     on_poll: Optional[Callable[[], None]] = None,
 ) -> None:
-    """Wait until ``group_id`` committed the end offset of every partition of ``topics``.
+    """Wait until the worker's consumer group committed the end offset of every partition of ``topics``.
 
-    faust flushes its producer before it commits, so once the worker's
-    commits reach the end, every state record of those events is in Kafka.
-    ``on_poll`` runs before each check, twice a second. Raises
-    BenchmarkError on timeout or when the process exits.
+    The worker acknowledges an event only after Kafka confirmed every record
+    of its batch, so once its commits reach the end, every state record of
+    those events is in Kafka. ``on_poll`` runs before each check, twice a
+    second. Raises BenchmarkError on timeout or when the process exits.
     """
     targets = _end_offsets(admin, topics)
+    reader = Consumer({**client_config(settings), "group.id": settings.app_id, "enable.auto.commit": False})
+    try:
+        _wait_until_committed(reader, targets, timeout_seconds, process, on_poll)
+    finally:
+        reader.close()
+
+
+def _wait_until_committed(
+    reader: Consumer,
+    targets: dict[tuple[str, int], int],
+    timeout_seconds: float,
+    process: "_ChildProcess",
+    on_poll: Optional[Callable[[], None]],
+) -> None:
     deadline = time.monotonic() + timeout_seconds
     while True:
         if on_poll is not None:
             on_poll()
-        committed = _committed_offsets(admin, group_id)
+        committed = _committed_offsets(reader, targets)
         behind = sum(max(0, end - committed.get(key, 0)) for key, end in targets.items())
         if behind == 0:
             return
@@ -739,7 +764,7 @@ def measure_product(
     try:
         _wait_for_commits(
             admin,
-            settings.app_id,
+            settings,
             [*settings.topics.inputs, settings.repartition_topic],
             options.timeout,
             child,
@@ -926,7 +951,7 @@ def measure_latency(
         _flush(producer, errors, settings)
 
         _wait_for_commits(
-            admin, settings.app_id, [*settings.topics.inputs, settings.repartition_topic], timeout_seconds, worker
+            admin, settings, [*settings.topics.inputs, settings.repartition_topic], timeout_seconds, worker
         )
         ends = _end_offsets(admin, followed)
         deadline = time.monotonic() + 60
@@ -1437,7 +1462,7 @@ def run_recovery(options: argparse.Namespace) -> int:
             try:
                 _wait_for_commits(
                     admin,
-                    settings.app_id,
+                    settings,
                     [*settings.topics.inputs, settings.repartition_topic],
                     options.timeout,
                     _ChildProcess("table-building worker", worker.process, worker.log_path),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import faust
 import uvloop
+from faust.types import TP
 
 from processor import metrics, retention
 from processor.config import Settings
@@ -170,6 +171,12 @@ class ExecutionStateTopology:
         self.table_writer = TableWriter(self.tables, self.state_producer)
         self.batch = _Batch()
         self.batch_lock = asyncio.Lock()
+        # Per input or repartition partition, the high watermark when this
+        # worker read its first event after the last assignment. Events
+        # below it may have been folded by a previous owner that died before
+        # all of their records reached Kafka, so they are folded with
+        # republish_touched.
+        self.replay_until: dict[tuple[str, int], int] = {}
         # Written batches whose records Kafka has not confirmed yet, oldest
         # first, with their delivery reports and the time of the write.
         self.unconfirmed: collections.deque[tuple[_Batch, Delivery, float]] = collections.deque()
@@ -208,6 +215,7 @@ class ExecutionStateTopology:
                 self.batch = _Batch()
                 self.unconfirmed.clear()
             self.store.discard()
+            self.replay_until.clear()
 
     async def _log_recovery(self) -> None:
         elapsed = time.monotonic() - self.assigned_at
@@ -371,11 +379,24 @@ class ExecutionStateTopology:
         assert isinstance(route, FoldHere)
         await self.fold(record, route)
 
+    def may_be_replayed(self, record: InputRecord) -> bool:
+        """Return whether a previous owner of the record's partition may have folded it already."""
+        position = (record.topic, record.partition)
+        replay_until = self.replay_until.get(position)
+        if replay_until is None:
+            highwater = self.app.consumer.highwater(TP(record.topic, record.partition))
+            if highwater is None:
+                return True
+            replay_until = self.replay_until[position] = highwater
+        return record.offset < replay_until
+
     async def fold(self, record: InputRecord, route: FoldHere) -> None:
         event = route.event
         try:
             with _FOLD_SECONDS(event.kind.value).time():
-                result = self.folder.fold(event, enrichment=route.enrichment)
+                result = self.folder.fold(
+                    event, enrichment=route.enrichment, republish_touched=self.may_be_replayed(record)
+                )
         except StateStoreError:
             # The table failed, not the event: dead-lettering would lose a
             # valid event, so the worker stops without acknowledging it.
@@ -443,6 +464,11 @@ class ExecutionStateTopology:
                 state.ParseFromString(raw_value)
                 yield raw_key.decode(), state
 
+        # NOTE: a sweep replayed after a crash finds the records that the
+        # dead worker deleted from its table store, but whose tombstones did
+        # not reach Kafka, already gone, so it writes no tombstones for them.
+        # They come back only in a table recovered into an empty state
+        # directory, and the next sweep of that worker removes them again.
         expired = list(
             retention.expired_execution_keys(workflows_of_partition(), now, self.settings.retention_seconds)
         )

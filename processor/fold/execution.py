@@ -118,8 +118,19 @@ class ExecutionFolder:
     def __init__(self, store: StateStore) -> None:
         self.store = store
 
-    def fold(self, event: ExecutionEvent, enrichment: Optional[Enrichment] = None) -> FoldResult:
-        """Fold one event, then apply the enrichment of the version 2 CloudEvent that carried it, if any."""
+    def fold(
+        self, event: ExecutionEvent, enrichment: Optional[Enrichment] = None, *, republish_touched: bool = False
+    ) -> FoldResult:
+        """Fold one event, then apply the enrichment of the version 2 CloudEvent that carried it, if any.
+
+        With ``republish_touched`` every existing record that the event's
+        fold reads or writes (its own record, the execution's workflow record
+        and summary) is stored and published again even when unchanged. A
+        worker sets it for events that a previous owner of the partition may
+        have folded already. That owner can have died with some of those
+        records in its table store or changelog but not in the state topics,
+        and an event that is folded anew then changes nothing in them.
+        """
         if event.kind is EventKind.WORKFLOW:
             result = self._fold_workflow(event)
         elif event.kind is EventKind.NODE:
@@ -128,7 +139,18 @@ class ExecutionFolder:
             result = self._fold_task(event)
         if enrichment is not None:
             self._apply_enrichment(result, event, enrichment)
+        if republish_touched and result.outcome is not Outcome.INCOMPATIBLE_CLUSTER:
+            self._republish_touched(result, event)
         return result
+
+    def _republish_touched(self, result: FoldResult, event: ExecutionEvent) -> None:
+        listed = {(change.kind, change.key) for change in result.records_to_publish}
+        touched = [(RecordKind.WORKFLOW, event.execution_key), (RecordKind.SUMMARY, event.execution_key)]
+        if event.kind is EventKind.NODE:
+            touched.append((RecordKind.NODE, event.entity_key))
+        elif event.kind is EventKind.TASK:
+            touched.append((RecordKind.TASK, event.entity_key))
+        self._republish(result, [record for record in touched if record not in listed])
 
     def _apply_enrichment(self, result: FoldResult, event: ExecutionEvent, enrichment: Enrichment) -> None:
         """Write the enrichment into the execution's workflow record and, for a node event, its node record.
