@@ -160,7 +160,7 @@ def _end_offsets(admin: AdminClient, topics: list[str]) -> dict[tuple[str, int],
 def _committed_offsets(reader: Consumer, targets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
     """Return the offsets that the reader's consumer group committed for the partitions of ``targets``.
 
-    It asks with Consumer.committed rather than the admin client's
+    It reads them with Consumer.committed rather than the admin client's
     list_consumer_group_offsets, because librdkafka 2.16 crashed (SIGSEGV)
     parsing the admin response while a new broker's group coordinator was
     still loading.
@@ -169,8 +169,8 @@ def _committed_offsets(reader: Consumer, targets: dict[tuple[str, int], int]) ->
     try:
         committed = reader.committed(partitions, timeout=ADMIN_TIMEOUT_SECONDS)
     except KafkaException as error:
-        # A new broker answers NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS
-        # until its group coordinator is ready; the caller asks again.
+        # A new broker returns NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS
+        # until its group coordinator is ready, so the caller tries again.
         if error.args[0].retriable():
             log.info("committed offsets not available yet: %s", error)
             return {}

@@ -89,7 +89,16 @@ class WorkerGauges:
                     continue
                 committed = committed_offsets.get(tp)
                 if committed is None:
-                    committed = await consumer.position(tp)
+                    try:
+                        committed = await consumer.position(tp)
+                    except Exception as error:
+                        # A rebalance can revoke the partition after the
+                        # assignment was read, and an exception from a faust
+                        # timer stops the whole worker.
+                        log.debug(
+                            "cannot read the position of %s[%d] for its lag gauge: %r", tp.topic, tp.partition, error
+                        )
+                        continue
                 if committed is None:
                     continue
                 label = (tp.topic, str(tp.partition))
@@ -102,4 +111,11 @@ class WorkerGauges:
 
     async def update_table_sizes(self) -> None:
         for name, table in self.tables.items():
-            metrics.TABLE_KEYS.labels(table=name).set(len(table))
+            try:
+                size = len(table)
+            except Exception as error:
+                # Like update_lag: a rebalance can close a table's partitions
+                # under the count, and a faust timer must not raise.
+                log.debug("cannot count the keys of table %s: %r", name, error)
+                continue
+            metrics.TABLE_KEYS.labels(table=name).set(size)
