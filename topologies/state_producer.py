@@ -119,6 +119,3 @@ class StateRecordProducer:
             raise StateRecordError(f"{len(delivery.failures)} records failed, first: {delivery.failures[0]}")
         if delivery.pending > 0:
             raise StateRecordError(f"{delivery.pending} records unconfirmed after {CONFIRM_TIMEOUT_SECONDS:.0f} s")
-
-    def close(self) -> None:
-        self.producer.flush(CONFIRM_TIMEOUT_SECONDS)

@@ -14,8 +14,9 @@ Contract:
 - ``put`` and ``delete`` change nothing in the backing store until
   ``take_writes``, which returns each changed key once, with its last value
   and the partition that was current when it was last changed.
-- ``forget`` drops the cache. Call it whenever the backing store can have
-  changed behind this store, for example after a rebalance recovered tables.
+- ``discard`` drops the cache and the writes not yet taken. Call it whenever
+  the backing store can have changed behind this store, for example after a
+  rebalance recovered tables.
 """
 
 from __future__ import annotations
@@ -101,12 +102,6 @@ class WriteBackStore:
         self._pending = {}
         self._evict()
         return writes
-
-    def forget(self) -> None:
-        """Drop every cached record; pending writes must have been taken first."""
-        if self._pending:
-            raise RuntimeError(f"{len(self._pending)} changed records were not written before the cache was dropped")
-        self._cached = {}
 
     def discard(self) -> None:
         """Drop every cached record and every write not yet taken."""

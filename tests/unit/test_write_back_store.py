@@ -112,19 +112,18 @@ def test_cache_evicts_least_recent():
     assert backing.reads == reads_before + 1
 
 
-def test_forget_requires_taken_writes():
+def test_discard_drops_cache_and_pending_writes():
     backing = CountingStore()
+    backing.put(RecordKind.SUMMARY, "p:d:a", summary(1))
     store = WriteBackStore(backing)
-    store.put(RecordKind.SUMMARY, "p:d:a", summary(1))
+    store.get(RecordKind.SUMMARY, "p:d:a")
+    store.put(RecordKind.SUMMARY, "p:d:b", summary(2))
 
-    with pytest.raises(RuntimeError):
-        store.forget()
-
-    write_through(backing, store.take_writes())
     backing.put(RecordKind.SUMMARY, "p:d:a", summary(9))
-    store.forget()
+    store.discard()
 
     assert store.get(RecordKind.SUMMARY, "p:d:a").node_count == 9
+    assert store.take_writes() == []
 
 
 @pytest.mark.parametrize("batch_size", [1, 7, 250])
