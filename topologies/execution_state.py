@@ -22,7 +22,7 @@ from processor.config import Settings
 from processor.events import DeadLetterReason
 from processor.fold.execution import ExecutionFolder, RecordKind, StateChange
 from processor.fold.public import public_bytes
-from processor.fold.write_back import WriteBackStore
+from processor.fold.write_back import PendingWrite, WriteBackStore
 from processor.messages import WorkflowExecutionState
 from processor.security import faust_broker_credentials
 from processor.topics import TABLE_NAMES
@@ -179,7 +179,7 @@ class ExecutionStateTopology:
         self.replay_until: dict[tuple[str, int], int] = {}
         # Written batches whose records Kafka has not confirmed yet, oldest
         # first, with their delivery reports and the time of the write.
-        self.unconfirmed: collections.deque[tuple[_Batch, Delivery, float]] = collections.deque()
+        self.unconfirmed: collections.deque[tuple[_Batch, list[PendingWrite], Delivery, float]] = collections.deque()
         # The stream that acknowledges events; set when the agent starts.
         self.acking_stream = None
         self.log_limiter = _LogLimiter()
@@ -206,7 +206,7 @@ class ExecutionStateTopology:
         # again. A batch still open here lost its partitions before its
         # events were acknowledged; their owners fold them again.
         async with self.batch_lock:
-            unacknowledged = len(self.batch.events) + sum(len(batch.events) for batch, _, _ in self.unconfirmed)
+            unacknowledged = len(self.batch.events) + sum(len(batch.events) for batch, *_ in self.unconfirmed)
             if unacknowledged:
                 log.warning(
                     "dropping %d unacknowledged events after a rebalance; they will be folded again",
@@ -280,8 +280,10 @@ class ExecutionStateTopology:
         """Fold, forward or dead-letter one record; its table and state changes join the open batch."""
         if self.is_sweep_request(record):
             # The sweep reads the workflow table directly, so it must see
-            # every change folded before it.
+            # every change folded before it, stored after Kafka confirmed it.
             await self._write_batch_locked()
+            while self.unconfirmed:
+                await self._acknowledge_oldest()
             self.batch.add_event(event, record.partition)
             self.store.partition = record.partition
             await self.sweep_partition(record)
@@ -311,12 +313,13 @@ class ExecutionStateTopology:
         batch, self.batch = self.batch, _Batch()
         if batch.events:
             delivery = Delivery()
-            self.table_writer.write(self.store.take_writes(), batch.event_of_partition, delivery)
+            writes = self.store.take_writes()
+            self.table_writer.produce(writes, delivery)
             for change in batch.changes.values():
                 value = public_bytes(change.record) if change.record is not None else None
                 self.state_producer.send(self.state_topic_names[change.kind], change.key.encode(), value, delivery)
                 _STATE_RECORDS_PUBLISHED(change.kind.value).inc()
-            self.unconfirmed.append((batch, delivery, time.monotonic()))
+            self.unconfirmed.append((batch, writes, delivery, time.monotonic()))
             self.state_producer.serve_reports()
 
         keep = 1 if batch.events else 0
@@ -324,8 +327,10 @@ class ExecutionStateTopology:
             await self._acknowledge_oldest()
 
     async def _acknowledge_oldest(self) -> None:
-        batch, delivery, written_at = self.unconfirmed[0]
+        batch, writes, delivery, written_at = self.unconfirmed[0]
         await self.state_producer.confirm(delivery)
+        self.table_writer.store(writes, batch.event_of_partition)
+        self.store.mark_stored(writes)
         self.table_writer.persist_offsets(delivery.offsets)
         for event in batch.events:
             await self.acking_stream.ack(event)

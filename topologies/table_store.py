@@ -71,18 +71,20 @@ def changing_tables_for(event) -> Iterator[None]:
 
 
 class TableWriter:
-    """Write a batch's changed records into the tables' local stores and their changelog topics.
+    """Write a batch's changed records to the tables' changelog topics and, once confirmed, their local stores.
 
     faust's own table write sends each changelog record through faust's
-    producer, which costs more than the fold of an event. This writer puts
-    the value into the table's store as faust would and produces the
-    changelog record with the worker's confluent-kafka producer, to the
-    partition of the event that changed the record. Recovery reads the
-    changelog topics as faust wrote them, so faust restores the tables as
-    before. After the producer has confirmed a batch, ``persist_offsets``
-    records the last changelog offset of each partition in the store, as
-    faust does after each changelog write, so that a restart on the same
-    disk reads only newer changelog records.
+    producer, which costs more than the fold of an event. This writer
+    produces the changelog records with the worker's confluent-kafka
+    producer, to the partition of the event that changed each record, and
+    puts the values into the tables' stores as faust would, but only after
+    Kafka confirmed them. A store therefore never holds a value that its
+    changelog lacks, which faust's recovery would otherwise roll back
+    unevenly: it seeks to the persisted offset itself and applies that
+    record again. ``persist_offsets`` then records the last changelog
+    offset of each partition in the store, as faust does after each
+    changelog write, so that a restart on the same disk reads only newer
+    changelog records.
     """
 
     def __init__(self, tables: Mapping[RecordKind, object], producer) -> None:
@@ -94,8 +96,19 @@ class TableWriter:
             kind: metrics.TABLE_WRITES.labels(table=table.name) for kind, table in tables.items()
         }
 
-    def write(self, writes: list[PendingWrite], event_of_partition: Mapping[int, object], delivery) -> None:
-        """Write each record to its table's store and changelog partition; raise StateStoreError on a store failure."""
+    def produce(self, writes: list[PendingWrite], delivery) -> None:
+        """Produce each record's changelog record to the partition of the event that changed it."""
+        for write in writes:
+            value = write.state.SerializeToString() if write.state is not None else None
+            self.producer.send(self.changelog_topics[write.kind], write.key.encode(), value, delivery, partition=write.partition)
+            self.writes_by_kind[write.kind].inc()
+
+    def store(self, writes: list[PendingWrite], event_of_partition: Mapping[int, object]) -> None:
+        """Put each record into its table's store; raise StateStoreError on a store failure.
+
+        The worker calls it only after Kafka confirmed the changelog records,
+        so the local store never holds a value that its changelog lacks.
+        """
         by_partition: dict[int, list[PendingWrite]] = {}
         for write in writes:
             by_partition.setdefault(write.partition, []).append(write)
@@ -103,22 +116,18 @@ class TableWriter:
         for partition, partition_writes in by_partition.items():
             with changing_tables_for(event_of_partition[partition]):
                 for write in partition_writes:
-                    self._write(write, partition, delivery)
+                    self._store(write)
 
-    def _write(self, write: PendingWrite, partition: int, delivery) -> None:
+    def _store(self, write: PendingWrite) -> None:
         store = self.tables[write.kind].data
         key = write.key.encode()
         try:
             if write.state is None:
-                value = None
                 store.pop(key, None)
             else:
-                value = write.state.SerializeToString()
-                store[key] = value
+                store[key] = write.state.SerializeToString()
         except Exception as error:
             raise StateStoreError(f"cannot write {write.key!r} to the {write.kind.value} table: {error}") from error
-        self.producer.send(self.changelog_topics[write.kind], key, value, delivery, partition=partition)
-        self.writes_by_kind[write.kind].inc()
 
     def persist_offsets(self, offsets: Mapping[tuple[str, int], int]) -> None:
         """Record confirmed changelog offsets in the tables' stores."""

@@ -61,6 +61,9 @@ class WriteBackStore:
         # and eviction starts at the front.
         self._cached: dict[RecordId, Optional[Message]] = {}
         self._pending: dict[RecordId, int] = {}
+        # Records taken by take_writes whose values the backing store does
+        # not have yet, with how many taken writes of each are outstanding.
+        self._unstored: dict[RecordId, int] = {}
 
     def get(self, kind: RecordKind, key: str) -> Optional[Message]:
         record_id = (kind, key)
@@ -93,31 +96,50 @@ class WriteBackStore:
         """Return every record changed since the last call, once each, in order of their last change.
 
         The caller must write them all to the backing store (``write_through``
-        does it for a plain StateStore); this store no longer tracks them.
+        does it for a plain StateStore) and then call ``mark_stored``. Until
+        then the cache keeps their records.
         """
         writes = [
             PendingWrite(kind, key, self._cached[(kind, key)], partition)
             for (kind, key), partition in self._pending.items()
         ]
+        for record_id in self._pending:
+            self._unstored[record_id] = self._unstored.get(record_id, 0) + 1
         self._pending = {}
         self._evict()
         return writes
 
+    def mark_stored(self, writes: list[PendingWrite]) -> None:
+        """Record that ``writes`` reached the backing store, so their records may leave the cache.
+
+        Until then the cache keeps them, because the backing store still
+        returns their older values.
+        """
+        for write in writes:
+            record_id = (write.kind, write.key)
+            remaining = self._unstored.get(record_id, 0) - 1
+            if remaining > 0:
+                self._unstored[record_id] = remaining
+            else:
+                self._unstored.pop(record_id, None)
+
     def discard(self) -> None:
-        """Drop every cached record and every write not yet taken."""
+        """Drop every cached record and every write not yet taken or not yet stored."""
         self._pending = {}
+        self._unstored = {}
         self._cached = {}
 
     def _evict(self) -> None:
         excess = len(self._cached) - self.max_cached_records
         if excess <= 0:
             return
-        for record_id in list(self._cached)[:excess]:
+        evictable = [record_id for record_id in self._cached if record_id not in self._unstored]
+        for record_id in evictable[:excess]:
             del self._cached[record_id]
 
 
 def write_through(store: StateStore, writes: list[PendingWrite]) -> None:
-    """Apply writes taken from a WriteBackStore to a plain StateStore."""
+    """Apply writes taken from a WriteBackStore to a plain StateStore; the caller then calls ``mark_stored``."""
     for write in writes:
         if write.state is None:
             store.delete(write.kind, write.key)

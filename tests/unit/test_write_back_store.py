@@ -137,10 +137,31 @@ def test_batched_folds_match_plain_store(batch_size):
         for event in events[start : start + batch_size]:
             reference.fold(event)
             batched.fold(event)
-        write_through(backing, batched.store.take_writes())
+        writes = batched.store.take_writes()
+        write_through(backing, writes)
+        batched.store.mark_stored(writes)
 
     assert backing.records == reference.store.records
     if batch_size == 1:
         assert backing.writes == reference.store.writes
     else:
         assert backing.writes < reference.store.writes
+
+
+def test_unstored_records_stay_cached():
+    backing = CountingStore()
+    store = WriteBackStore(backing, max_cached_records=1)
+    store.put(RecordKind.SUMMARY, "p:d:a", summary(1))
+    store.put(RecordKind.SUMMARY, "p:d:b", summary(2))
+
+    writes = store.take_writes()
+
+    assert store.get(RecordKind.SUMMARY, "p:d:a").node_count == 1
+    assert store.get(RecordKind.SUMMARY, "p:d:b").node_count == 2
+    assert backing.reads == 0
+
+    write_through(backing, writes)
+    store.mark_stored(writes)
+    store.take_writes()
+
+    assert len(store._cached) == 1
