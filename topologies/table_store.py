@@ -78,7 +78,7 @@ class TableWriter:
     produces the changelog records with the worker's confluent-kafka
     producer, to the partition of the event that changed each record, and
     puts the values into the tables' stores as faust would, but only after
-    Kafka confirmed them. A store therefore never holds a value that its
+    Kafka confirmed them. A store therefore never contains a value that its
     changelog lacks, which faust's recovery would otherwise roll back
     unevenly: it seeks to the persisted offset itself and applies that
     record again. ``persist_offsets`` then records the last changelog
@@ -107,7 +107,7 @@ class TableWriter:
         """Put each record into its table's store; raise StateStoreError on a store failure.
 
         The worker calls it only after Kafka confirmed the changelog records,
-        so the local store never holds a value that its changelog lacks.
+        so the local store never contains a value that its changelog lacks.
         """
         by_partition: dict[int, list[PendingWrite]] = {}
         for write in writes:
