@@ -48,7 +48,7 @@ def _public_fields(descriptor: Descriptor) -> tuple[tuple[str, bool], ...]:
 
 
 def public_equal(left: Optional[Message], right: Optional[Message]) -> bool:
-    """Whether two records of one type have the same public view, without copying either.
+    """Return whether two records of one type have the same public view, without copying either.
 
     Returns the same as ``public_view(left) == public_view(right)``.
     A field with presence (a message field or an optional scalar) differs

@@ -1,10 +1,11 @@
 """A write-back StateStore: a batch of folds works on decoded records in memory.
 
 The worker folds events in batches. Within a batch every record is decoded at
-most once and written to the backing store (a faust table, whose every write
-is also a changelog record) at most once, however many of the batch's events
-change it. Records read or written stay decoded in a bounded cache across
-batches, because the next batch mostly touches the same running executions.
+most once, and ``take_writes`` returns it at most once however many of the
+batch's events change it, so the worker writes it once to its table and
+changelog topic. Records read or written stay decoded in a bounded cache
+across batches, because the next batch mostly touches the same running
+executions.
 
 Contract:
 
