@@ -281,9 +281,7 @@ class ExecutionStateTopology:
         if self.is_sweep_request(record):
             # The sweep reads the workflow table directly, so it must see
             # every change folded before it, stored after Kafka confirmed it.
-            await self._write_batch_locked()
-            while self.unconfirmed:
-                await self._acknowledge_oldest()
+            await self._write_batch_locked(confirm_all=True)
             self.batch.add_event(event, record.partition)
             self.store.partition = record.partition
             await self.sweep_partition(record)
@@ -308,8 +306,11 @@ class ExecutionStateTopology:
         async with self.batch_lock:
             await self._write_batch_locked()
 
-    async def _write_batch_locked(self) -> None:
-        """Do what write_batch does; the caller holds batch_lock."""
+    async def _write_batch_locked(self, *, confirm_all: bool = False) -> None:
+        """Do what write_batch does, and with ``confirm_all`` confirm the newest batch too.
+
+        The caller holds batch_lock.
+        """
         batch, self.batch = self.batch, _Batch()
         if batch.events:
             delivery = Delivery()
@@ -322,7 +323,7 @@ class ExecutionStateTopology:
             self.unconfirmed.append((batch, writes, delivery, time.monotonic()))
             self.state_producer.serve_reports()
 
-        keep = 1 if batch.events else 0
+        keep = 1 if batch.events and not confirm_all else 0
         while len(self.unconfirmed) > keep:
             await self._acknowledge_oldest()
 

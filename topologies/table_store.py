@@ -20,11 +20,10 @@ class StateStoreError(RuntimeError):
 
 
 class TableStateStore:
-    """Read and write records in faust tables keyed and valued by bytes.
+    """Read records from faust tables keyed and valued by bytes: the backing store of the worker's WriteBackStore.
 
-    Writes must happen while faust's current event belongs to the partition
-    of the written key, because faust sends each table change to the
-    changelog partition of the current event (see ``changing_tables_for``).
+    It has no write methods, because TableWriter writes the tables only
+    after Kafka confirmed their changelog records.
     """
 
     def __init__(self, tables: Mapping[RecordKind, object]) -> None:
@@ -40,18 +39,6 @@ class TableStateStore:
         state = kind.message_class()
         state.ParseFromString(raw)
         return state
-
-    def put(self, kind: RecordKind, key: str, state: Message) -> None:
-        try:
-            self.tables[kind][key.encode()] = state.SerializeToString()
-        except Exception as error:
-            raise StateStoreError(f"cannot write {key!r} to the {kind.value} table: {error}") from error
-
-    def delete(self, kind: RecordKind, key: str) -> None:
-        try:
-            self.tables[kind].pop(key.encode(), None)
-        except Exception as error:
-            raise StateStoreError(f"cannot delete {key!r} from the {kind.value} table: {error}") from error
 
 
 @contextmanager

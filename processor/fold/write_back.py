@@ -23,13 +23,19 @@ Contract:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Protocol
 
 from google.protobuf.message import Message
 
 from processor.fold.execution import RecordKind, StateStore
 
 RecordId = tuple[RecordKind, str]
+
+
+class RecordReader(Protocol):
+    """Source of the records that a WriteBackStore has not cached; every StateStore is one."""
+
+    def get(self, kind: RecordKind, key: str) -> Optional[Message]: ...
 
 # Decoded records kept between batches. A task record with its ledger is a
 # few kilobytes when decoded, so this bounds the cache to some hundreds of MiB.
@@ -47,9 +53,9 @@ class PendingWrite:
 
 
 class WriteBackStore:
-    """A StateStore that defers and merges writes to a backing StateStore until ``take_writes``."""
+    """A StateStore that defers and merges writes to its backing store until ``take_writes``."""
 
-    def __init__(self, backing: StateStore, max_cached_records: int = DEFAULT_MAX_CACHED_RECORDS) -> None:
+    def __init__(self, backing: RecordReader, max_cached_records: int = DEFAULT_MAX_CACHED_RECORDS) -> None:
         self.backing = backing
         self.max_cached_records = max_cached_records
 
