@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Optional
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
@@ -72,3 +76,16 @@ def read_topic(settings: Settings, topic: str, minimum: int, timeout_seconds: fl
         return records
     finally:
         consumer.close()
+
+
+def run_cli(settings: Settings, *arguments: str, stdin: Optional[str] = None) -> subprocess.CompletedProcess:
+    """Run ``python -m processor.cli ARGUMENTS`` with the environment of ``settings``; return the finished process."""
+    return subprocess.run(
+        [sys.executable, "-m", "processor.cli", *arguments],
+        env={**os.environ, **settings.to_env()},
+        cwd=REPO_ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 
 import pytest
 
-from support import REPO_ROOT, stream_files
+from support import run_cli, stream_files
 
 pytestmark = pytest.mark.integration
 
@@ -18,14 +15,7 @@ def test_publish_reports_bad_line(module_settings, tmp_path):
     stream = tmp_path / "mixed.jsonl"
     stream.write_text("\n".join([good_lines[0], '{"kind": "node", "event": {"phase": "NOT_A_PHASE"}}', good_lines[1]]) + "\n")
 
-    result = subprocess.run(
-        [sys.executable, "-m", "processor.cli", "publish", str(stream)],
-        env={**os.environ, **module_settings.to_env()},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli(module_settings, "publish", str(stream))
 
     assert result.returncode == 1
     assert f"{stream}:2:" in result.stderr
@@ -35,15 +25,7 @@ def test_publish_reports_bad_line(module_settings, tmp_path):
 def test_publish_reads_stdin(module_settings):
     stream = stream_files()[0]
 
-    result = subprocess.run(
-        [sys.executable, "-m", "processor.cli", "publish", "-"],
-        env={**os.environ, **module_settings.to_env()},
-        cwd=REPO_ROOT,
-        input=stream.read_text(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli(module_settings, "publish", "-", stdin=stream.read_text())
 
     assert result.returncode == 0, result.stderr
     assert f"published {len(stream.read_text().splitlines())} events" in result.stderr
@@ -53,14 +35,7 @@ def test_publish_progress_bar(module_settings):
     stream = stream_files()[0]
     lines = sum(1 for line in stream.read_text().splitlines() if line.strip())
 
-    result = subprocess.run(
-        [sys.executable, "-m", "processor.cli", "publish", "--progress", str(stream)],
-        env={**os.environ, **module_settings.to_env()},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli(module_settings, "publish", "--progress", str(stream))
 
     assert result.returncode == 0, result.stderr
     assert f"{lines}/{lines}" in result.stderr
@@ -68,14 +43,7 @@ def test_publish_progress_bar(module_settings):
 
 
 def test_publish_piped_has_no_bar(module_settings):
-    result = subprocess.run(
-        [sys.executable, "-m", "processor.cli", "publish", str(stream_files()[0])],
-        env={**os.environ, **module_settings.to_env()},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli(module_settings, "publish", str(stream_files()[0]))
 
     assert result.returncode == 0, result.stderr
     assert "events/s" not in result.stderr

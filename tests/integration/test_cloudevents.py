@@ -12,10 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
 import random
-import subprocess
-import sys
 import uuid
 from collections import defaultdict
 from typing import Iterator
@@ -38,7 +35,7 @@ from processor.state_reader import StateReader
 from processor.streamfile import read_stream
 from processor.topics import ensure_topics
 from processor.worker_process import WorkerProcess
-from support import REPO_ROOT, STATE_TIMEOUT_SECONDS, isolated_settings, read_topic, stream_files, wait_for_facts
+from support import STATE_TIMEOUT_SECONDS, isolated_settings, read_topic, run_cli, stream_files, wait_for_facts
 
 pytestmark = pytest.mark.integration
 
@@ -170,14 +167,7 @@ def test_publish_command_cloudevents_format(ce_settings, ce_worker, tmp_path):
     ]
     stream_file.write_text("\n".join(lines) + "\n")
 
-    result = subprocess.run(
-        [sys.executable, "-m", "processor.cli", "publish", "--format", "cloudevents-v2", str(stream_file)],
-        env={**os.environ, **ce_settings.to_env()},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli(ce_settings, "publish", "--format", "cloudevents-v2", str(stream_file))
 
     assert result.returncode == 0, result.stderr
     task_attempts = len({event.entity_key for event in events if event.kind is EventKind.TASK})

@@ -292,20 +292,13 @@ def test_worker_folds_stream_over_sasl(sasl_broker: SaslBroker, tmp_path: Path) 
 
 
 def test_worker_wrong_password_exits(sasl_broker: SaslBroker, tmp_path: Path) -> None:
-    from support import isolated_settings
+    from support import isolated_settings, run_cli
 
     settings = isolated_settings(sasl_broker.sasl_bootstrap, tmp_path / "state").replace(
         security=flyte_security(WRONG_PASSWORD), connect_timeout_seconds=20.0
     )
 
-    result = subprocess.run(
-        [sys.executable, "-m", "processor.cli", "worker"],
-        env={**os.environ, **settings.to_env()},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli(settings, "worker")
 
     assert result.returncode == 2
     assert "authentication to Kafka at" in result.stderr

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from support import REPO_ROOT, stream_files, wait_for_facts
+from support import run_cli, stream_files, wait_for_facts
 from processor import expectations
 from processor.publisher import EventPublisher
 
@@ -32,14 +29,9 @@ def test_state_json_lists_every_kind(module_settings, module_worker):
     EventPublisher(module_settings).publish_files([str(stream)])
     wait_for_facts(module_settings, expectations.load(stream.with_suffix(".expect.json")), module_worker)
 
-    output = subprocess.run(
-        [sys.executable, "-m", "processor.cli", "state", "--json", "--timeout", "10"],
-        env={**os.environ, **module_settings.to_env()},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    result = run_cli(module_settings, "state", "--json", "--timeout", "10")
+    result.check_returncode()
+    output = result.stdout
     documents = [json.loads(line) for line in output.splitlines()]
     kinds = {document["kind"] for document in documents}
 
@@ -54,13 +46,7 @@ def test_state_shows_one_execution(module_settings, module_worker):
     wait_for_facts(module_settings, expected, module_worker)
     execution_key = next(iter(expected["workflow"]))
 
-    result = subprocess.run(
-        [sys.executable, "-m", "processor.cli", "state", execution_key, "--timeout", "10"],
-        env={**os.environ, **module_settings.to_env()},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
+    result = run_cli(module_settings, "state", execution_key, "--timeout", "10")
 
     assert result.returncode == 0, result.stderr
     assert f"execution {execution_key}" in result.stdout

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from support import REPO_ROOT, isolated_settings
+from support import isolated_settings, run_cli
 from processor.config import ConfigError
 from processor.topics import ensure_topics, topic_specs
 
@@ -83,14 +80,7 @@ def test_worker_exits_on_mismatch(kafka_bootstrap, tmp_path):
     admin = _admin(settings)
     admin.create_topics([NewTopic(settings.topics.task_events, num_partitions=1)])[settings.topics.task_events].result()
 
-    result = subprocess.run(
-        [sys.executable, "-m", "processor.cli", "worker"],
-        env={**os.environ, **settings.to_env()},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli(settings, "worker")
 
     assert result.returncode == 2
     assert "has 1 partitions but the processor expects 3" in result.stderr
@@ -100,14 +90,7 @@ def test_worker_unreachable_broker_exits(tmp_path):
     # Nothing listens on port 1 of the loopback address.
     settings = isolated_settings("127.0.0.1:1", tmp_path).replace(connect_timeout_seconds=4.0)
 
-    result = subprocess.run(
-        [sys.executable, "-m", "processor.cli", "worker"],
-        env={**os.environ, **settings.to_env()},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli(settings, "worker")
 
     assert result.returncode == 2
     assert "cannot reach Kafka at 127.0.0.1:1 within 4 s" in result.stderr
