@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from typing import Callable, Iterable, Mapping, Optional
+from typing import Callable, Iterable, Mapping, MutableSequence, Optional, Sequence
 
 from google.protobuf.message import Message
 
-from processor.fold import timestamps
 from processor.fold.outcome import Outcome, Transition
 from processor.messages import LedgerEntry
 
@@ -46,21 +45,49 @@ def entry_from_event(event: Message, event_fingerprint: int) -> LedgerEntry:
     return entry
 
 
-def sorted_entries(entries: Iterable[LedgerEntry], rank: Callable[[int], int]) -> list[LedgerEntry]:
-    """Sort by occurred_at, then phase rank, then phase_version, then fingerprint.
+def sort_key(entry: LedgerEntry, rank: Callable[[int], int]) -> tuple:
+    """Order of ledger entries: occurred_at, then phase rank, then phase_version, then fingerprint.
 
     The last key only makes the order total, so that equal sets of events
     always sort the same way.
     """
-    return sorted(
-        entries,
-        key=lambda entry: (
-            timestamps.sort_key(entry.occurred_at),
-            rank(entry.phase),
-            entry.phase_version,
-            entry.fingerprint,
-        ),
-    )
+    occurred_at = entry.occurred_at
+    return (occurred_at.seconds, occurred_at.nanos, rank(entry.phase), entry.phase_version, entry.fingerprint)
+
+
+def sorted_entries(entries: Iterable[LedgerEntry], rank: Callable[[int], int]) -> list[LedgerEntry]:
+    """Return the entries in ``sort_key`` order."""
+    return sorted(entries, key=lambda entry: sort_key(entry, rank))
+
+
+def with_entry(stored: Sequence[LedgerEntry], entry: LedgerEntry, rank: Callable[[int], int]) -> tuple[list, bool]:
+    """Return the stored entries, sorted, with ``entry`` in its place, and whether that place is the end.
+
+    ``stored`` is a record's ledger, which is sorted already. Executors send
+    most events in order, so the new entry usually goes last and nothing
+    else moves. A fold then updates the record instead of rewriting it.
+    """
+    entries = list(stored)
+    if not entries or sort_key(entries[-1], rank) < sort_key(entry, rank):
+        entries.append(entry)
+        return entries, True
+    entries.append(entry)
+    return sorted_entries(entries, rank), False
+
+
+def store_kept(ledger: MutableSequence[LedgerEntry], kept: list[LedgerEntry], appended: bool) -> None:
+    """Make a record's ledger hold the kept entries of a walk over ``with_entry``'s result.
+
+    With ``appended`` the walk saw the stored entries first, in the same
+    order, so it kept all of them and at most the new entry after them: the
+    ledger gets that entry, or nothing. Otherwise it is rewritten.
+    """
+    if appended:
+        if len(kept) > len(ledger):
+            ledger.append(kept[-1])
+        return
+    del ledger[:]
+    ledger.extend(kept)
 
 
 def has_result(entry: LedgerEntry) -> bool:

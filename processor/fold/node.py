@@ -44,9 +44,11 @@ def fold_node_event(state: NodeExecutionState | None, event: event_pb2.NodeExecu
         new_state.node_execution.id.CopyFrom(event.id)
 
     new_state.seen_fingerprints.append(event_fingerprint)
-    entries = [*new_state.ledger, ledger.entry_from_event(event, event_fingerprint)]
+    entries, appended = ledger.with_entry(
+        new_state.ledger, ledger.entry_from_event(event, event_fingerprint), NODE_RANK.__getitem__
+    )
     progress = derive_progress(entries)
-    apply_progress(new_state, progress)
+    apply_progress(new_state, progress, appended=appended)
 
     outcome = progress.verdicts[event_fingerprint]
     if outcome is Outcome.APPLIED:
@@ -58,8 +60,9 @@ def fold_node_event(state: NodeExecutionState | None, event: event_pb2.NodeExecu
 
 
 def derive_progress(entries) -> Progress:
+    """Walk the entries, in ledger order, and apply the node rules to each."""
     progress = Progress()
-    for entry in ledger.sorted_entries(entries, NODE_RANK.__getitem__):
+    for entry in entries:
         if progress.terminal_at is not None:
             progress.reject(entry, Outcome.ALREADY_TERMINAL)
             continue
@@ -81,10 +84,9 @@ def derive_progress(entries) -> Progress:
     return progress
 
 
-def apply_progress(state: NodeExecutionState, progress: Progress) -> None:
+def apply_progress(state: NodeExecutionState, progress: Progress, *, appended: bool = False) -> None:
     write_progress(state.node_execution.closure, progress, uri_field="output_uri")
-    del state.ledger[:]
-    state.ledger.extend(progress.kept)
+    ledger.store_kept(state.ledger, progress.kept, appended)
     if progress.updated_at is not None:
         state.last_event_occurred_at.CopyFrom(progress.updated_at)
 

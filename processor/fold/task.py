@@ -51,11 +51,15 @@ def fold_task_event(state: TaskExecutionState | None, event: event_pb2.TaskExecu
         task_id.retry_attempt = event.retry_attempt
 
     new_state.seen_fingerprints.append(event_fingerprint)
-    entries = [*new_state.ledger, ledger.entry_from_event(event, event_fingerprint)]
+    new_entry = ledger.entry_from_event(event, event_fingerprint)
+    entries, appended = ledger.with_entry(new_state.ledger, new_entry, TASK_RANK.__getitem__)
     progress = derive_progress(entries)
-    apply_progress(new_state, progress)
-    keep_event_details(new_state, event, event_fingerprint, progress)
-    derive_custom_info_and_reasons(new_state, progress)
+    apply_progress(new_state, progress, appended=appended)
+    if appended:
+        add_last_event_details(new_state, event, new_entry, progress)
+    else:
+        keep_event_details(new_state, event, event_fingerprint, progress)
+        derive_custom_info_and_reasons(new_state, progress)
 
     outcome = progress.verdicts[event_fingerprint]
     if outcome is Outcome.APPLIED:
@@ -67,8 +71,9 @@ def fold_task_event(state: TaskExecutionState | None, event: event_pb2.TaskExecu
 
 
 def derive_progress(entries) -> Progress:
+    """Walk the entries, in ledger order, and apply the task rules to each."""
     progress = Progress()
-    for entry in ledger.sorted_entries(entries, TASK_RANK.__getitem__):
+    for entry in entries:
         if progress.terminal_at is not None:
             progress.reject(entry, Outcome.ALREADY_TERMINAL)
             continue
@@ -91,12 +96,11 @@ def derive_progress(entries) -> Progress:
     return progress
 
 
-def apply_progress(state: TaskExecutionState, progress: Progress) -> None:
+def apply_progress(state: TaskExecutionState, progress: Progress, *, appended: bool = False) -> None:
     closure = state.task_execution.closure
     write_progress(closure, progress, uri_field="output_uri")
     state.phase_version = progress.phase_version
-    del state.ledger[:]
-    state.ledger.extend(progress.kept)
+    ledger.store_kept(state.ledger, progress.kept, appended)
     if progress.updated_at is not None:
         state.last_event_occurred_at.CopyFrom(progress.updated_at)
 
@@ -202,20 +206,52 @@ def derive_custom_info_and_reasons(state: TaskExecutionState, progress: Progress
         details = by_fingerprint.get(entry.fingerprint)
         if details is None or progress.verdicts[entry.fingerprint] is not Outcome.APPLIED:
             continue
+        custom_info, reasons = _with_details(custom_info, reasons, details, entry)
+    _write_custom_info_and_reasons(state.task_execution.closure, custom_info, reasons)
 
-        if details.HasField("custom_info"):
-            stored = custom_info if custom_info is not None else struct_pb2.Struct()
-            custom_info = merge.merge_custom_info(stored, details.custom_info)
 
-        added = list(details.reasons)
-        current_reason = reasons[-1].message if reasons else ""
-        if not added and details.reason and details.reason != current_reason:
-            legacy = task_execution_pb2.Reason(message=details.reason)
-            legacy.occurred_at.CopyFrom(entry.occurred_at)
-            added.append(legacy)
-        reasons = merge.add_reasons(reasons, added)
+def add_last_event_details(
+    state: TaskExecutionState, event: event_pb2.TaskExecutionEvent, entry, progress: Progress
+) -> None:
+    """Do what keep_event_details and derive_custom_info_and_reasons do, for an entry that went last.
+
+    ``entry`` is the event's entry, placed after every stored one
+    (``ledger.with_entry`` returned True). The walk over the stored entries
+    is then the one that gave the stored details, custom_info and reasons,
+    so only this entry can add to them: its details when the walk kept it,
+    and its custom_info patch and reasons when it was applied too.
+    """
+    if progress.kept[-1] is not entry:
+        return
+    details = _event_details(event, entry.fingerprint)
+    if details is None:
+        return
+    state.event_details.append(details)
+    if progress.verdicts[entry.fingerprint] is not Outcome.APPLIED:
+        return
 
     closure = state.task_execution.closure
+    custom_info = closure.custom_info if closure.HasField("custom_info") else None
+    custom_info, reasons = _with_details(custom_info, list(closure.reasons), details, entry)
+    _write_custom_info_and_reasons(closure, custom_info, reasons)
+
+
+def _with_details(custom_info, reasons: list, details: TaskExecutionState.EventDetails, entry) -> tuple:
+    """Return custom_info and reasons after one applied event's details; the inputs are not changed."""
+    if details.HasField("custom_info"):
+        stored = custom_info if custom_info is not None else struct_pb2.Struct()
+        custom_info = merge.merge_custom_info(stored, details.custom_info)
+
+    added = list(details.reasons)
+    current_reason = reasons[-1].message if reasons else ""
+    if not added and details.reason and details.reason != current_reason:
+        legacy = task_execution_pb2.Reason(message=details.reason)
+        legacy.occurred_at.CopyFrom(entry.occurred_at)
+        added.append(legacy)
+    return custom_info, merge.add_reasons(reasons, added)
+
+
+def _write_custom_info_and_reasons(closure, custom_info, reasons: list) -> None:
     if custom_info is None:
         closure.ClearField("custom_info")
     else:

@@ -55,9 +55,11 @@ def fold_workflow_event(
         new_state.execution.id.CopyFrom(event.execution_id)
 
     new_state.seen_fingerprints.append(event_fingerprint)
-    entries = [*new_state.ledger, ledger.entry_from_event(event, event_fingerprint)]
+    entries, appended = ledger.with_entry(
+        new_state.ledger, ledger.entry_from_event(event, event_fingerprint), WORKFLOW_RANK.__getitem__
+    )
     progress = derive_progress(entries)
-    apply_progress(new_state, progress)
+    apply_progress(new_state, progress, appended=appended)
 
     outcome = progress.verdicts[event_fingerprint]
     if outcome is Outcome.APPLIED and progress.newest_accepted.fingerprint != event_fingerprint:
@@ -66,9 +68,9 @@ def fold_workflow_event(
 
 
 def derive_progress(entries) -> Progress:
-    """Walk the ledger in occurred_at order and apply the workflow rules to each entry."""
+    """Walk the entries, in ledger order, and apply the workflow rules to each."""
     progress = Progress()
-    for entry in ledger.sorted_entries(entries, WORKFLOW_RANK.__getitem__):
+    for entry in entries:
         if progress.terminal_at is not None:
             progress.reject(entry, Outcome.ALREADY_TERMINAL)
             continue
@@ -111,7 +113,7 @@ def judge(progress: Progress, entry) -> Outcome:
     return Outcome.APPLIED
 
 
-def apply_progress(state: WorkflowExecutionState, progress: Progress) -> None:
+def apply_progress(state: WorkflowExecutionState, progress: Progress, *, appended: bool = False) -> None:
     """Write derived progress into the record, in place; the caller owns ``state``."""
     closure = state.execution.closure
     inferred_created_at = timestamp_pb2.Timestamp()
@@ -120,8 +122,7 @@ def apply_progress(state: WorkflowExecutionState, progress: Progress) -> None:
     write_progress(closure, progress, uri_field="outputs.uri")
     state.inferred = False
 
-    del state.ledger[:]
-    state.ledger.extend(progress.kept)
+    ledger.store_kept(state.ledger, progress.kept, appended)
 
     del state.ownership[:]
     for occurred_at, producer_id in progress.ownership:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from unittest import mock
 
 from flyteidl.core import execution_pb2, identifier_pb2
 from flyteidl.event import event_pb2
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 
 from processor import synthetic
 from processor.events import EventKind, ExecutionEvent, keyed_event
-from processor.fold import ExecutionFolder, InMemoryStateStore, Outcome
+from processor.fold import ExecutionFolder, InMemoryStateStore, Outcome, ledger
 from processor.fold.execution import RecordKind
 from processor.fold.public import public_view
 
@@ -216,6 +217,39 @@ def test_second_fold_of_every_event_changes_nothing(seed, count, rng):
 
     assert changed == []
     assert public_records(folder) == before
+
+
+_WITH_ENTRY = ledger.with_entry
+
+
+def rewrite_always(stored, entry, rank):
+    """Return what ledger.with_entry returns, but never flag the new entry as last, so folds rewrite records."""
+    entries, _ = _WITH_ENTRY(stored, entry, rank)
+    return entries, False
+
+
+def stored_records(folder: ExecutionFolder) -> dict[tuple[RecordKind, str], bytes]:
+    """Return every record, bookkeeping included, serialized deterministically."""
+    return {
+        (kind, key): state.SerializeToString(deterministic=True)
+        for kind, records in folder.store.records.items()
+        for key, state in records.items()
+    }
+
+
+@PROPERTY_SETTINGS
+@given(seed=SEEDS, count=COUNTS, rng=RANDOMS)
+def test_update_for_a_last_entry_equals_a_rewrite(seed, count, rng):
+    """A fold whose event sorts last updates the record; the result must be what a full rewrite gives."""
+    events = generate(count, seed, cluster_moves=True)
+    delivery = with_duplicates(entity_order_shuffle(events, rng), rng)
+
+    updated, updated_results = fold_all(delivery)
+    with mock.patch.object(ledger, "with_entry", rewrite_always):
+        rewritten, rewritten_results = fold_all(delivery)
+
+    assert [result.outcome for result in updated_results] == [result.outcome for result in rewritten_results]
+    assert stored_records(updated) == stored_records(rewritten)
 
 
 def cluster_move_events() -> tuple[ExecutionEvent, ExecutionEvent, ExecutionEvent]:
