@@ -312,36 +312,55 @@ def merge_subtasks(state: TaskExecutionState, event: event_pb2.TaskExecutionEven
     arrive in. Logs merge: the newest report's logs first, an older report's
     logs only where they differ from the stored ones.
     """
-    metadata = state.task_execution.closure.metadata
-    merged = {}
-    for resource in metadata.external_resources:
-        copy = type(resource)()
-        copy.CopyFrom(resource)
-        merged[(resource.index, resource.retry_attempt)] = copy
-    sources = {}
-    for source in state.subtask_sources:
-        copy = SubtaskSource()
-        copy.CopyFrom(source)
-        sources[(source.index, source.retry_attempt)] = copy
+    subtasks = state.task_execution.closure.metadata.external_resources
+    sources = state.subtask_sources
+    # The caller owns ``state``, so its subtasks and sources change in place.
+    subtask_at = {_identity(subtask): position for position, subtask in enumerate(subtasks)}
+    source_at = {_identity(source): position for position, source in enumerate(sources)}
 
     event_report = SubtaskSource.Report(task_phase=event.phase, phase_version=event.phase_version)
     event_report.occurred_at.CopyFrom(event.occurred_at)
 
+    added = False
     for report in event.metadata.external_resources:
-        identity = (report.index, report.retry_attempt)
-        current = merged.get(identity)
-        if current is None:
-            current = type(report)()
+        identity = _identity(report)
+        position = subtask_at.get(identity)
+        source_position = source_at.get(identity)
+        if position is None:
+            current = subtasks.add()
             current.CopyFrom(report)
-            merged[identity] = current
-            sources[identity] = _subtask_source(current, event_report, {})
+            subtask_at[identity] = len(subtasks) - 1
+            source = _subtask_source(current, event_report, {})
+            added = True
         else:
-            sources[identity] = _merge_subtask(current, sources.get(identity), report, event_report)
+            stored_source = sources[source_position] if source_position is not None else None
+            source = _merge_subtask(subtasks[position], stored_source, report, event_report)
 
-    del metadata.external_resources[:]
-    metadata.external_resources.extend(merged[identity] for identity in sorted(merged))
-    del state.subtask_sources[:]
-    state.subtask_sources.extend(sources[identity] for identity in sorted(sources))
+        if source_position is None:
+            sources.add().CopyFrom(source)
+            source_at[identity] = len(sources) - 1
+            added = True
+        else:
+            sources[source_position].CopyFrom(source)
+
+    if added:
+        _sort_by_identity(subtasks)
+        _sort_by_identity(sources)
+
+
+def _identity(subtask) -> tuple[int, int]:
+    """Return the identity (index, retry_attempt) of an ExternalResourceInfo or of its SubtaskSource."""
+    return (subtask.index, subtask.retry_attempt)
+
+
+def _sort_by_identity(subtasks) -> None:
+    """Sort a repeated field of subtasks or sources by identity, in place, as every fold leaves them."""
+    identities = [_identity(subtask) for subtask in subtasks]
+    if identities == sorted(identities):
+        return
+    ordered = sorted(subtasks, key=_identity)
+    del subtasks[:]
+    subtasks.extend(ordered)
 
 
 def _merge_subtask(current, source: SubtaskSource | None, report, event_report: SubtaskSource.Report) -> SubtaskSource:
