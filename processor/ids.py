@@ -30,7 +30,16 @@ class InvalidIdError(ValueError):
     """An event's identifier is missing or contains characters no Flyte id has."""
 
 
+# Parts that passed the check. Projects, domains, node ids and task names
+# repeat in every event of an execution, so most checks end here. Cleared
+# when full, which bounds it whatever names arrive.
+_VALID_PARTS: set[str] = set()
+_MAX_VALID_PARTS = 100_000
+
+
 def _check_part(kind: str, value: str, *, allow_empty: bool = False) -> None:
+    if value in _VALID_PARTS:
+        return
     if not value:
         if allow_empty:
             return
@@ -41,6 +50,10 @@ def _check_part(kind: str, value: str, *, allow_empty: bool = False) -> None:
 
     if not _PART_PATTERN.fullmatch(value):
         raise InvalidIdError(f"invalid {kind} {value!r}: only letters, digits, '.', '-' and '_' are allowed")
+
+    if len(_VALID_PARTS) >= _MAX_VALID_PARTS:
+        _VALID_PARTS.clear()
+    _VALID_PARTS.add(value)
 
 
 def execution_key(execution_id: identifier_pb2.WorkflowExecutionIdentifier) -> str:
