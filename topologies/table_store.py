@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import weakref
 from contextlib import contextmanager
 from typing import Iterator, Mapping, Optional
@@ -83,36 +84,49 @@ class TableWriter:
             kind: metrics.TABLE_WRITES.labels(table=table.name) for kind, table in tables.items()
         }
 
-    def produce(self, writes: list[PendingWrite], delivery) -> None:
-        """Produce each record's changelog record to the partition of the event that changed it."""
+    def produce(self, writes: list[PendingWrite], delivery) -> list[Optional[bytes]]:
+        """Produce each record's changelog record to the partition of the event that changed it.
+
+        Returns the serialized values, None for a deletion, in the order of
+        ``writes``, for ``store`` to put into the tables once Kafka confirmed
+        them.
+        """
+        values = []
+        written: collections.Counter[RecordKind] = collections.Counter()
         for write in writes:
             value = write.state.SerializeToString() if write.state is not None else None
             self.producer.send(self.changelog_topics[write.kind], write.key.encode(), value, delivery, partition=write.partition)
-            self.writes_by_kind[write.kind].inc()
+            values.append(value)
+            written[write.kind] += 1
+        for kind, count in written.items():
+            self.writes_by_kind[kind].inc(count)
+        return values
 
-    def store(self, writes: list[PendingWrite], event_of_partition: Mapping[int, object]) -> None:
-        """Put each record into its table's store; raise StateStoreError on a store failure.
+    def store(
+        self, writes: list[PendingWrite], values: list[Optional[bytes]], event_of_partition: Mapping[int, object]
+    ) -> None:
+        """Put the values that ``produce`` returned into the tables' stores; raise StateStoreError on a store failure.
 
         The worker calls it only after Kafka confirmed the changelog records,
         so the local store never contains a value that its changelog lacks.
         """
-        by_partition: dict[int, list[PendingWrite]] = {}
-        for write in writes:
-            by_partition.setdefault(write.partition, []).append(write)
+        by_partition: dict[int, list[tuple[PendingWrite, Optional[bytes]]]] = {}
+        for write, value in zip(writes, values):
+            by_partition.setdefault(write.partition, []).append((write, value))
 
         for partition, partition_writes in by_partition.items():
             with changing_tables_for(event_of_partition[partition]):
-                for write in partition_writes:
-                    self._store(write)
+                for write, value in partition_writes:
+                    self._store(write, value)
 
-    def _store(self, write: PendingWrite) -> None:
+    def _store(self, write: PendingWrite, value: Optional[bytes]) -> None:
         store = self.tables[write.kind].data
         key = write.key.encode()
         try:
-            if write.state is None:
+            if value is None:
                 store.pop(key, None)
             else:
-                store[key] = write.state.SerializeToString()
+                store[key] = value
         except Exception as error:
             raise StateStoreError(f"cannot write {write.key!r} to the {write.kind.value} table: {error}") from error
 

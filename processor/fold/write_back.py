@@ -140,8 +140,15 @@ class WriteBackStore:
         excess = len(self._cached) - self.max_cached_records
         if excess <= 0:
             return
-        evictable = [record_id for record_id in self._cached if record_id not in self._unstored]
-        for record_id in evictable[:excess]:
+        # The least recently used records come first; walk only as far as
+        # the excess needs, past the records still waiting to be stored.
+        evicted = []
+        for record_id in self._cached:
+            if len(evicted) == excess:
+                break
+            if record_id not in self._unstored:
+                evicted.append(record_id)
+        for record_id in evicted:
             del self._cached[record_id]
 
 
