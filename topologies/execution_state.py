@@ -21,7 +21,7 @@ from faust.types import TP
 from processor import metrics, retention
 from processor.config import Settings
 from processor.events import DeadLetterReason
-from processor.fold.execution import ExecutionFolder, RecordKind, StateChange
+from processor.fold.execution import ExecutionFolder, RecordId, RecordKind, StateChange
 from processor.fold.public import public_bytes
 from processor.fold.write_back import PendingWrite, WriteBackStore
 from processor.messages import WorkflowExecutionState
@@ -49,6 +49,12 @@ log = logging.getLogger(__name__)
 # record or use a table. The event is not acknowledged, so a restart folds it
 # again.
 EXIT_PUBLISH_FAILED = 70
+
+# Records remembered as published after an assignment, while the worker folds
+# events that a previous owner may have folded. A record left out is only
+# published once more per event that touches it, so the bound costs writes,
+# not correctness. Each takes an estimated 150 bytes.
+MAX_REMEMBERED_PUBLISHED_RECORDS = 500_000
 
 
 
@@ -189,6 +195,10 @@ class ExecutionStateTopology:
         # all of their records reached Kafka, so they are folded with
         # republish_touched.
         self.replay_until: dict[tuple[str, int], int] = {}
+        # Records this worker has published since the last assignment, while
+        # it folds such events: their state records carry the current value,
+        # so the republishing skips them.
+        self.published_since_assignment: set[RecordId] = set()
         # Written batches whose records Kafka has not confirmed yet, oldest
         # first, with their delivery reports and the time of the write.
         self.unconfirmed: collections.deque[_WrittenBatch] = collections.deque()
@@ -228,6 +238,7 @@ class ExecutionStateTopology:
                 self.unconfirmed.clear()
             self.store.discard()
             self.replay_until.clear()
+            self.published_since_assignment.clear()
 
     async def _log_recovery(self) -> None:
         elapsed = time.monotonic() - self.assigned_at
@@ -415,7 +426,13 @@ class ExecutionStateTopology:
         event = route.event
         try:
             started = time.perf_counter()
-            result = self.folder.fold(event, enrichment=route.enrichment, republish_touched=self.may_be_replayed(record))
+            replayed = self.may_be_replayed(record)
+            result = self.folder.fold(
+                event,
+                enrichment=route.enrichment,
+                republish_touched=replayed,
+                published=self.published_since_assignment,
+            )
             _FOLD_SECONDS(event.kind.value).observe(time.perf_counter() - started)
         except StateStoreError:
             # The table failed, not the event: dead-lettering would lose a
@@ -449,7 +466,10 @@ class ExecutionStateTopology:
                 result.detail,
             )
 
-        await self.publish(result.records_to_publish)
+        changes = result.records_to_publish
+        if replayed and len(self.published_since_assignment) < MAX_REMEMBERED_PUBLISHED_RECORDS:
+            self.published_since_assignment.update((change.kind, change.key) for change in changes)
+        await self.publish(changes)
 
     async def publish(self, changes: list[StateChange]) -> None:
         """Add changed records, or tombstones, to the open batch; write_batch publishes them."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import Container, Optional, Protocol
 
 from google.protobuf.message import Message
 
@@ -46,6 +46,10 @@ _RECORD_CLASSES = {
     RecordKind.TASK: TaskExecutionState,
     RecordKind.SUMMARY: ExecutionSummary,
 }
+
+
+RecordId = tuple[RecordKind, str]
+"""A record's kind and key text: what identifies it across the tables and state topics."""
 
 
 class StateStore(Protocol):
@@ -119,7 +123,12 @@ class ExecutionFolder:
         self.store = store
 
     def fold(
-        self, event: ExecutionEvent, enrichment: Optional[Enrichment] = None, *, republish_touched: bool = False
+        self,
+        event: ExecutionEvent,
+        enrichment: Optional[Enrichment] = None,
+        *,
+        republish_touched: bool = False,
+        published: Container[RecordId] = frozenset(),
     ) -> FoldResult:
         """Fold one event, then apply the enrichment of the version 2 CloudEvent that carried it, if any.
 
@@ -130,6 +139,8 @@ class ExecutionFolder:
         have folded already. That owner can have died with some of those
         records in its table store or changelog but not in the state topics,
         and an event that is folded anew then changes nothing in them.
+        Records in ``published`` are left out: the caller has published
+        their current value since that owner's records were recovered.
         """
         if event.kind is EventKind.WORKFLOW:
             result = self._fold_workflow(event)
@@ -140,17 +151,17 @@ class ExecutionFolder:
         if enrichment is not None:
             self._apply_enrichment(result, event, enrichment)
         if republish_touched and result.outcome is not Outcome.INCOMPATIBLE_CLUSTER:
-            self._republish_touched(result, event)
+            self._republish_touched(result, event, published)
         return result
 
-    def _republish_touched(self, result: FoldResult, event: ExecutionEvent) -> None:
+    def _republish_touched(self, result: FoldResult, event: ExecutionEvent, published: Container[RecordId]) -> None:
         listed = {(change.kind, change.key) for change in result.records_to_publish}
         touched = [(RecordKind.WORKFLOW, event.execution_key), (RecordKind.SUMMARY, event.execution_key)]
         if event.kind is EventKind.NODE:
             touched.append((RecordKind.NODE, event.entity_key))
         elif event.kind is EventKind.TASK:
             touched.append((RecordKind.TASK, event.entity_key))
-        self._republish(result, [record for record in touched if record not in listed])
+        self._republish(result, [record for record in touched if record not in listed and record not in published])
 
     def _apply_enrichment(self, result: FoldResult, event: ExecutionEvent, enrichment: Enrichment) -> None:
         """Write the enrichment into the execution's workflow record and, for a node event, its node record.

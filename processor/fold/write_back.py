@@ -27,9 +27,8 @@ from typing import Optional, Protocol
 
 from google.protobuf.message import Message
 
-from processor.fold.execution import RecordKind, StateStore
+from processor.fold.execution import RecordId, RecordKind, StateStore
 
-RecordId = tuple[RecordKind, str]
 
 
 class RecordReader(Protocol):

@@ -59,3 +59,15 @@ def test_republish_touched_keeps_records_unchanged():
     folder.fold(event, republish_touched=True)
 
     assert folder.store.get(RecordKind.SUMMARY, event.execution_key) == summary_before
+
+
+def test_republish_touched_skips_published_records():
+    folder, event = store_with_summary_ahead()
+    summary = (RecordKind.SUMMARY, event.execution_key)
+
+    result = folder.fold(event, republish_touched=True, published={summary})
+
+    published = [(change.kind, change.key) for change in result.records_to_publish]
+    assert summary not in published
+    assert (RecordKind.WORKFLOW, event.execution_key) in published
+    assert (RecordKind.TASK, event.entity_key) in published
