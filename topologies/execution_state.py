@@ -356,9 +356,10 @@ class ExecutionStateTopology:
     async def _acknowledge_oldest(self) -> None:
         written = self.unconfirmed[0]
         await self.state_producer.confirm(written.delivery)
-        self.table_writer.store(written.writes, written.values, written.batch.event_of_partition)
+        self.table_writer.store(
+            written.writes, written.values, written.delivery.offsets, written.batch.event_of_partition
+        )
         self.store.mark_stored(written.writes)
-        self.table_writer.persist_offsets(written.delivery.offsets)
         for event in written.batch.events:
             await self.acking_stream.ack(event)
         self.unconfirmed.popleft()

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Iterator, Mapping, Optional
 
 from faust import streams as faust_streams
+from faust.stores import rocksdb as faust_rocksdb
 from faust.types import TP
 from google.protobuf.message import Message
 
@@ -69,10 +70,7 @@ class TableWriter:
     Kafka confirmed them. A store therefore never contains a value that its
     changelog lacks, which faust's recovery would otherwise roll back
     unevenly: it seeks to the persisted offset itself and applies that
-    record again. ``persist_offsets`` then records the last changelog
-    offset of each partition in the store, as faust does after each
-    changelog write, so that a restart on the same disk reads only newer
-    changelog records.
+    record again.
     """
 
     def __init__(self, tables: Mapping[RecordKind, object], producer) -> None:
@@ -103,40 +101,75 @@ class TableWriter:
         return values
 
     def store(
-        self, writes: list[PendingWrite], values: list[Optional[bytes]], event_of_partition: Mapping[int, object]
+        self,
+        writes: list[PendingWrite],
+        values: list[Optional[bytes]],
+        offsets: Mapping[tuple[str, int], int],
+        event_of_partition: Mapping[int, object],
     ) -> None:
-        """Put the values that ``produce`` returned into the tables' stores; raise StateStoreError on a store failure.
+        """Put the values that ``produce`` returned, and the confirmed changelog offsets, into the tables' stores.
 
         The worker calls it only after Kafka confirmed the changelog records,
         so the local store never contains a value that its changelog lacks.
+        ``offsets`` holds the last confirmed offset of each changelog
+        partition, which the store records as faust does after each
+        changelog write, so that a restart on the same disk reads only newer
+        changelog records. Raises StateStoreError when a store fails.
         """
-        by_partition: dict[int, list[tuple[PendingWrite, Optional[bytes]]]] = {}
+        items: dict[tuple[RecordKind, int], list[tuple[bytes, Optional[bytes]]]] = collections.defaultdict(list)
         for write, value in zip(writes, values):
-            by_partition.setdefault(write.partition, []).append((write, value))
-
-        for partition, partition_writes in by_partition.items():
-            with changing_tables_for(event_of_partition[partition]):
-                for write, value in partition_writes:
-                    self._store(write, value)
-
-    def _store(self, write: PendingWrite, value: Optional[bytes]) -> None:
-        store = self.tables[write.kind].data
-        key = write.key.encode()
-        try:
-            if value is None:
-                store.pop(key, None)
-            else:
-                store[key] = value
-        except Exception as error:
-            raise StateStoreError(f"cannot write {write.key!r} to the {write.kind.value} table: {error}") from error
-
-    def persist_offsets(self, offsets: Mapping[tuple[str, int], int]) -> None:
-        """Record confirmed changelog offsets in the tables' stores."""
+            items[(write.kind, write.partition)].append((write.key.encode(), value))
+        offset_of: dict[tuple[RecordKind, int], int] = {}
         for (topic, partition), offset in offsets.items():
             kind = self.kind_of_changelog.get(topic)
-            if kind is None:
-                continue
+            if kind is not None:
+                offset_of[(kind, partition)] = offset
+
+        for kind, partition in sorted(items.keys() | offset_of.keys()):
+            store = self.tables[kind].data
+            partition_items = items.get((kind, partition), [])
+            offset = offset_of.get((kind, partition))
             try:
-                self.tables[kind].data.set_persisted_offset(TP(topic, partition), offset)
+                if isinstance(store, faust_rocksdb.Store):
+                    _write_rocksdb_batch(store, partition, partition_items, offset)
+                else:
+                    with changing_tables_for(event_of_partition[partition]):
+                        _write_one_by_one(store, partition_items, offset, TP(self.changelog_topics[kind], partition))
             except Exception as error:
-                raise StateStoreError(f"cannot record changelog offset {offset} of {topic}[{partition}]: {error}") from error
+                raise StateStoreError(
+                    f"cannot write {len(partition_items)} records and offset {offset} to partition {partition} "
+                    f"of the {kind.value} table: {error}"
+                ) from error
+
+
+def _write_rocksdb_batch(
+    store: faust_rocksdb.Store, partition: int, items: list[tuple[bytes, Optional[bytes]]], offset: Optional[int]
+) -> None:
+    """Write a partition's values and its changelog offset to its RocksDB database in one atomic write batch.
+
+    One batch appends to the write-ahead log once instead of once per key,
+    and a crash leaves either all of it or none. The keys go into the
+    store's key index as faust's own writes put them, so that reads find
+    their partition without looking into every database.
+    """
+    batch = faust_rocksdb.rocksdict.WriteBatch(raw_mode=True) if store.use_rocksdict else faust_rocksdb.rocksdb.WriteBatch()
+    for key, value in items:
+        if value is None:
+            batch.delete(key)
+        else:
+            batch.put(key, value)
+            store._key_index[key] = partition
+    if offset is not None:
+        batch.put(store.offset_key, str(offset).encode())
+    store._db_for_partition(partition).write(batch)
+
+
+def _write_one_by_one(store, items: list[tuple[bytes, Optional[bytes]]], offset: Optional[int], changelog: TP) -> None:
+    """Write values and the changelog offset through the store's mapping interface: the path of memory stores."""
+    for key, value in items:
+        if value is None:
+            store.pop(key, None)
+        else:
+            store[key] = value
+    if offset is not None:
+        store.set_persisted_offset(changelog, offset)
