@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -9,6 +10,7 @@ import sys
 
 import pytest
 
+from processor.benchmark import BATCH_SIZES, LatencyResult, ProductResult, format_report
 from support import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -25,13 +27,21 @@ FIGURE_LINES = {
     "machine CPU": r"^machine CPU busy, all processes: bare loop \d+%, faust floor \d+%, product \d+% of \d+ CPUs$",
     "latency p50": r"^latency p50: \d+\.\d{3} s$",
     "latency p99": r"^latency p99: \d+\.\d{3} s$",
+    "latency load with 2 workers": r"^latency with 2 worker processes: 1500 events at \d+ events/s for [\d.]+ s, "
+    r"\d+ of them timed by their state record$",
+    "latency with 2 workers": r"^latency with 2 worker processes: p50 \d+\.\d{3} s, p99 \d+\.\d{3} s$",
     "worker peak RSS": r"^peak RSS product worker: \d+ MiB$",
+    "worker 1 of 2 peak RSS": r"^peak RSS product worker 1 of 2: \d+ MiB$",
+    "worker 2 of 2 peak RSS": r"^peak RSS product worker 2 of 2: \d+ MiB$",
     "bare loop peak RSS": r"^peak RSS bare loop: \d+ MiB$",
     "faust floor peak RSS": r"^peak RSS faust floor: \d+ MiB$",
     "product dead letters": r"^product dead letters: \d+$",
+    "dead letters with 2 workers": r"^product dead letters with 2 worker processes: \d+$",
     "changelog records": r"^changelog records per event: \d+\.\d\d$",
     "state records": r"^state records per event: \d+\.\d\d$",
     "product batches": r"^product batches: \d+, \d+ events each on average \(at most \d+ events or [\d.]+ s\)$",
+    "p99 target": r"^  p99 < 1 s at 500 events/s: (met|not met)$",
+    "p99 target with 2 workers": r"^  p99 < 1 s at 500 events/s with 2 worker processes: (met|not met)$",
 }
 
 RECOVERY_LINES = {
@@ -73,6 +83,8 @@ def report(kafka_bootstrap: str, tmp_path_factory) -> str:
         "500",
         "--latency-seconds",
         "3",
+        "--latency-workers",
+        "2",
     )
 
 
@@ -86,7 +98,30 @@ def test_benchmark_prints_figure(report, name):
 def test_benchmark_prints_targets(report):
     targets = re.findall(r"^  .+: (met|not met)$", report, re.MULTILINE)
 
-    assert len(targets) == 5, report
+    # Five for the single worker, one for the latency phase with 2 worker processes.
+    assert len(targets) == 6, report
+
+
+def test_report_without_latency_workers():
+    bare = {
+        "events": 2000,
+        "seconds": 1.0,
+        "machine_busy": 0.5,
+        "peak_rss_kib": 102400,
+        "table_writes": 4000,
+        "state_changes": 3000,
+        "batched_table_writes": {str(size): 2000 for size in BATCH_SIZES},
+        "batched_state_changes": {str(size): 1500 for size in BATCH_SIZES},
+    }
+    floor = {"events": 2000, "seconds": 0.5, "machine_busy": 0.5, "peak_rss_kib": 102400}
+    product = ProductResult(events=2000, seconds=2.0, state_records=3000, changelog_records=2000, changelog_topics=[])
+    product.latency = LatencyResult(sent=1500, seconds=3.0, latencies=[0.1, 0.2, 0.3])
+
+    lines = format_report([], bare, floor, product, argparse.Namespace(latency_rate=500.0))
+
+    targets = [line for line in lines if re.match(r"^  .+: (met|not met)$", line)]
+    assert not [line for line in lines if re.search(r"worker processes|worker \d+ of \d+", line)], lines
+    assert len(targets) == 5, lines
 
 
 @pytest.fixture(scope="module")
