@@ -37,7 +37,7 @@ from processor.routing import (
     header_value,
     partition_for_key,
 )
-from topologies.faust_fixes import apply_commit_gap_fix
+from topologies.faust_fixes import apply_commit_gap_fix, apply_uncommitted_seek_fix
 from topologies.state_producer import Delivery, StateRecordProducer
 from topologies.table_store import StateStoreError, TableStateStore, TableWriter
 from topologies.worker_metrics import WorkerGauges, start_metrics_server
@@ -60,6 +60,7 @@ MAX_REMEMBERED_PUBLISHED_RECORDS = 500_000
 
 def build_app(settings: Settings) -> faust.App:
     apply_commit_gap_fix()
+    apply_uncommitted_seek_fix()
 
     # faust opens its data directory without creating missing parents.
     settings.state_dir.mkdir(parents=True, exist_ok=True)

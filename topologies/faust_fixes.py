@@ -1,6 +1,6 @@
-"""A fix for faust-streaming 0.15.3's offset commits after gaps, applied when the worker builds its app.
+"""Fixes for faust-streaming 0.15.3's offsets, applied when the worker builds its app.
 
-faust marks the offsets between two records as a gap when they are not
+Commits after gaps: faust marks the offsets between two records as a gap when they are not
 consecutive (transaction markers and compacted records leave such gaps), and
 its gap ranges include the next record's offset. That record's offset then
 reaches the list of acknowledged offsets twice. ``Consumer._new_offset``
@@ -13,6 +13,16 @@ The fix removes duplicates and offsets below the committed one before faust's
 own computation runs. It adds no offset to the acknowledged list, so it never
 commits past a record that the agent has not handled; the replay in
 tests/unit/test_faust_fixes.py checks that.
+
+Partitions without a committed offset: faust's fetcher drops records that
+aiokafka returned after a rebalance began, or for partitions it does not
+count as active yet, while aiokafka has already moved its position past
+them. After each rebalance faust seeks every partition back to its
+committed offset, but aiokafka leaves a partition without one where it is.
+A worker that joins a new consumer group while another one folds a backlog
+then starts such partitions at their end, and their earlier events are
+never folded. The fix seeks these partitions to their earliest offset, as
+the worker's ``auto.offset.reset`` of earliest promises.
 """
 
 from __future__ import annotations
@@ -42,3 +52,45 @@ def apply_commit_gap_fix() -> None:
 
     setattr(new_offset_without_duplicates, _PATCHED_MARK, True)
     Consumer._new_offset = new_offset_without_duplicates
+
+
+_SEEK_PATCHED_MARK = "_flyte_state_seeks_uncommitted_to_earliest"
+
+
+def apply_uncommitted_seek_fix() -> None:
+    """Wrap faust's Consumer.perform_seek once per process."""
+    original = Consumer.perform_seek
+    if getattr(original, _SEEK_PATCHED_MARK, False):
+        return
+
+    @functools.wraps(original)
+    async def perform_seek_with_earliest_for_uncommitted(self):
+        await original(self)
+        await seek_uncommitted_to_earliest(self)
+
+    setattr(perform_seek_with_earliest_for_uncommitted, _SEEK_PATCHED_MARK, True)
+    Consumer.perform_seek = perform_seek_with_earliest_for_uncommitted
+
+
+async def seek_uncommitted_to_earliest(consumer) -> list:
+    """Seek each assigned stream partition without a committed offset to its earliest offset; return them.
+
+    Changelog partitions are left alone: table recovery and standby reads
+    position them from the offsets stored with the tables.
+    """
+    if consumer.app.conf.consumer_auto_offset_reset != "earliest":
+        return []
+
+    changelog_topics = consumer.app.tables.changelog_topics
+    uncommitted = sorted(
+        tp
+        for tp in consumer.assignment()
+        if tp.topic not in changelog_topics and consumer._committed_offset.get(tp) is None
+    )
+    if not uncommitted:
+        return []
+
+    earliest = await consumer.earliest_offsets(*uncommitted)
+    for tp in uncommitted:
+        await consumer.seek(tp, earliest[tp])
+    return uncommitted

@@ -1,16 +1,18 @@
-"""faust's commit offsets after gaps, with and without the fix the worker applies."""
+"""faust's commit offsets after gaps and its seeks of uncommitted partitions, with the fixes the worker applies."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 from collections import defaultdict
+from types import SimpleNamespace
 
 import pytest
 from faust.transport.consumer import Consumer
+from faust.types import TP
 from intervaltree import IntervalTree
 
-from topologies.faust_fixes import apply_commit_gap_fix
+from topologies.faust_fixes import apply_commit_gap_fix, apply_uncommitted_seek_fix, seek_uncommitted_to_earliest
 
 ORIGINAL_NEW_OFFSET = getattr(Consumer._new_offset, "__wrapped__", Consumer._new_offset)
 
@@ -99,3 +101,51 @@ def test_fix_applied_once():
     apply_commit_gap_fix()
 
     assert Consumer._new_offset is patched
+
+
+class SeekingConsumer:
+    """The consumer attributes that seek_uncommitted_to_earliest reads, with the seeks it made."""
+
+    def __init__(self, assigned, committed, reset="earliest") -> None:
+        self.app = SimpleNamespace(
+            conf=SimpleNamespace(consumer_auto_offset_reset=reset),
+            tables=SimpleNamespace(changelog_topics={"app-table-changelog"}),
+        )
+        self.assigned = set(assigned)
+        self._committed_offset = defaultdict(lambda: None, committed)
+        self.seeks = {}
+
+    def assignment(self):
+        return self.assigned
+
+    async def earliest_offsets(self, *partitions):
+        return {tp: 5 for tp in partitions}
+
+    async def seek(self, tp, offset):
+        self.seeks[tp] = offset
+
+
+def test_seek_moves_only_uncommitted_stream_partitions():
+    events, committed_events, changelog = TP("events", 0), TP("events", 1), TP("app-table-changelog", 0)
+    consumer = SeekingConsumer([events, committed_events, changelog], {committed_events: 40})
+
+    asyncio.run(seek_uncommitted_to_earliest(consumer))
+
+    assert consumer.seeks == {events: 5}
+
+
+def test_seek_respects_latest_reset():
+    consumer = SeekingConsumer([TP("events", 0)], {}, reset="latest")
+
+    asyncio.run(seek_uncommitted_to_earliest(consumer))
+
+    assert consumer.seeks == {}
+
+
+def test_seek_fix_applied_once():
+    apply_uncommitted_seek_fix()
+    patched = Consumer.perform_seek
+
+    apply_uncommitted_seek_fix()
+
+    assert Consumer.perform_seek is patched
