@@ -245,7 +245,7 @@ def _read_structured(value: bytes) -> tuple[dict[str, str], Any, str]:
     """
     try:
         envelope = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise UndecodableEventError(
             DeadLetterReason.UNDECODABLE, f"structured CloudEvent is not valid JSON: {error}"
         ) from None
@@ -303,7 +303,7 @@ def _parse_data(message: Message, data: Any, content_type: str) -> None:
     if isinstance(data, (bytes, str)):
         try:
             document = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
             raise UndecodableEventError(DeadLetterReason.UNDECODABLE, f"data is not valid JSON: {error}") from None
     if not isinstance(document, dict):
         raise UndecodableEventError(
@@ -311,7 +311,7 @@ def _parse_data(message: Message, data: Any, content_type: str) -> None:
         )
     try:
         json_format.ParseDict(document, message, ignore_unknown_fields=True)
-    except json_format.ParseError as error:
+    except (json_format.ParseError, RecursionError) as error:
         raise UndecodableEventError(DeadLetterReason.UNDECODABLE, f"data is not valid {name} JSON: {error}") from None
 
 

@@ -127,6 +127,11 @@ class RecordRouter:
                 event = decode_event(self._kind_of(record), record.value, max_bytes=self.max_event_bytes)
         except UndecodableEventError as error:
             return DeadLetter(error.reason, error.detail)
+        except Exception as error:
+            # Decoding reads only the record, so any other error is a defect of
+            # the record or of a decoder, never of Kafka or the tables. Stopping
+            # the worker would stop it again on the same record after a restart.
+            return DeadLetter(DeadLetterReason.UNDECODABLE, f"decoding failed: {type(error).__name__}: {error}")
 
         key = event.execution_key.encode()
         if record.key == key and record.partition == self.partition_of(key):

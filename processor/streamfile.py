@@ -28,7 +28,7 @@ def parse_line(text: str, source: str, line_number: int) -> ExecutionEvent:
     where = f"{source}:{line_number}"
     try:
         document = json.loads(text)
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, RecursionError) as error:
         raise StreamFileError(f"{where}: invalid JSON: {error}") from None
 
     if not isinstance(document, dict) or "kind" not in document or "event" not in document:
@@ -44,7 +44,7 @@ def parse_line(text: str, source: str, line_number: int) -> ExecutionEvent:
     message = kind.message_class()
     try:
         json_format.ParseDict(document["event"], message)
-    except json_format.ParseError as error:
+    except (json_format.ParseError, RecursionError) as error:
         raise StreamFileError(f"{where}: invalid {message.DESCRIPTOR.full_name}: {error}") from None
 
     try:

@@ -898,3 +898,14 @@ def test_module_lists_every_kind_and_version():
     pairs = {(spec.kind, spec.version) for spec in cloudevents.CLOUD_EVENT_TYPES.values()}
 
     assert pairs == {(kind, version) for kind in EventKind for version in (1, 2)}
+
+
+@pytest.mark.parametrize("depth", [1_000, 5_000])
+def test_deeply_nested_structured_data_is_undecodable(depth):
+    value = b'{"specversion": "1.0", "type": "' + V1_NODE_TYPE.encode() + b'", "data": '
+    value += b"[" * depth + b"]" * depth + b"}"
+
+    with pytest.raises(UndecodableEventError) as caught:
+        decode(structured_headers(), value)
+
+    assert caught.value.reason is DeadLetterReason.UNDECODABLE

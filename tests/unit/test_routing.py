@@ -266,3 +266,16 @@ def test_header_value_first_match():
 
 def test_header_value_missing():
     assert header_value([("a", b"1")], "b") is None
+
+
+def test_route_dead_letters_unexpected_decoding_error(monkeypatch):
+    def failing_decode(kind, value, *, max_bytes):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr("processor.routing.decode_event", failing_decode)
+
+    route = RecordRouter(SETTINGS).route(record(WORKFLOW_VALUE))
+
+    assert isinstance(route, DeadLetter)
+    assert route.reason is DeadLetterReason.UNDECODABLE
+    assert "RecursionError" in route.detail

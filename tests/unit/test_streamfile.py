@@ -176,3 +176,10 @@ def test_read_stream_lenient_invalid_utf8(tmp_path):
 
     assert isinstance(items[0], StreamFileError)
     assert isinstance(items[1], StreamLine)
+
+
+def test_parse_line_deeply_nested_json():
+    with pytest.raises(StreamFileError) as caught:
+        parse_line("[" * 5_000 + "]" * 5_000, "events.jsonl", 3)
+
+    assert str(caught.value).startswith("events.jsonl:3: invalid JSON")
