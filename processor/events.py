@@ -53,6 +53,9 @@ class DeadLetterReason(str, enum.Enum):
     FOLD_FAILED = "fold-failed"
     # A record of the CloudEvents topic without a ce_type that names a flyteidl event.
     UNKNOWN_CE_TYPE = "unknown-ce-type"
+    # A timestamp outside the range that protobuf's Timestamp allows, which
+    # no reader of the state topics could parse.
+    INVALID_TIMESTAMP = "invalid-timestamp"
 
 
 class UndecodableEventError(ValueError):
@@ -100,11 +103,47 @@ def workflow_execution_id(kind: EventKind, message: FlyteEvent):
     return None
 
 
+# The range of google.protobuf.Timestamp: 0001-01-01T00:00:00Z to
+# 9999-12-31T23:59:59.999999999Z, with nanos in [0, 10^9).
+MIN_TIMESTAMP_SECONDS = -62_135_596_800
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
+NANOS_PER_SECOND = 1_000_000_000
+
+
+def check_timestamps(kind: EventKind, message: FlyteEvent) -> None:
+    """Raise UndecodableEventError when occurred_at, or a task event's reason time, lies outside Timestamp's range.
+
+    The fold copies these times into the state records, whose readers
+    (JSON output, the dashboard) reject such values. A missing occurred_at is
+    left to the fold, which rejects the event as invalid.
+    """
+    timestamps = [("occurred_at", message.occurred_at)] if message.HasField("occurred_at") else []
+    if kind is EventKind.TASK:
+        timestamps += [
+            (f"reasons[{index}].occurred_at", reason.occurred_at)
+            for index, reason in enumerate(message.reasons)
+            if reason.HasField("occurred_at")
+        ]
+    for name, timestamp in timestamps:
+        if not MIN_TIMESTAMP_SECONDS <= timestamp.seconds <= MAX_TIMESTAMP_SECONDS:
+            raise UndecodableEventError(
+                DeadLetterReason.INVALID_TIMESTAMP,
+                f"{kind.value} event {name} has seconds {timestamp.seconds}, outside the years 1 to 9999",
+            )
+        if not 0 <= timestamp.nanos < NANOS_PER_SECOND:
+            raise UndecodableEventError(
+                DeadLetterReason.INVALID_TIMESTAMP,
+                f"{kind.value} event {name} has nanos {timestamp.nanos}, outside [0, 999999999]",
+            )
+
+
 def keyed_event(kind: EventKind, message: FlyteEvent) -> ExecutionEvent:
     """Attach the execution and entity keys to a decoded message.
 
-    Raises UndecodableEventError when the ids are missing or invalid.
+    Raises UndecodableEventError when the ids are missing or invalid, or a
+    timestamp lies outside the range of protobuf's Timestamp.
     """
+    check_timestamps(kind, message)
     execution_id = workflow_execution_id(kind, message)
     if execution_id is None:
         raise UndecodableEventError(

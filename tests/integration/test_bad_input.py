@@ -7,6 +7,7 @@ import uuid
 import pytest
 from confluent_kafka import Producer
 from flyteidl.event import event_pb2
+from google.protobuf import json_format
 
 from support import read_topic, stream_files, wait_for_facts
 from processor import expectations
@@ -33,8 +34,14 @@ def test_bad_records_dead_lettered(module_settings, module_worker):
     without_ids = event_pb2.WorkflowExecutionEvent(producer_id="propeller", phase=2).SerializeToString()
     marker = uuid.uuid4().hex.encode()
 
+    beyond_year_9999 = event_pb2.WorkflowExecutionEvent(producer_id="propeller", phase=2)
+    json_format.ParseDict({"project": "p", "domain": "d", "name": "n"}, beyond_year_9999.execution_id)
+    beyond_year_9999.occurred_at.seconds = 253_402_300_800
+    out_of_range = beyond_year_9999.SerializeToString()
+
     producer.produce(topics.node_events, key=b"some-key", value=undecodable, headers=[("trace", marker)])
     producer.produce(topics.workflow_events, key=None, value=without_ids, headers=[("trace", marker)])
+    producer.produce(topics.workflow_events, key=b"p:d:n", value=out_of_range, headers=[("trace", marker)])
     assert producer.flush(30) == 0
 
     # Valid events sent after the bad ones must still be folded.
@@ -52,12 +59,13 @@ def test_bad_records_dead_lettered(module_settings, module_worker):
 
     dead_letters = [
         message
-        for message in read_topic(module_settings, topics.dead_letter, minimum=2)
+        for message in read_topic(module_settings, topics.dead_letter, minimum=3)
         if _headers(message).get("trace") == marker
     ]
     by_reason = {_headers(message)[DEAD_LETTER_REASON]: message for message in dead_letters}
 
-    assert set(by_reason) == {b"undecodable", b"missing-execution-id"}
+    assert set(by_reason) == {b"undecodable", b"missing-execution-id", b"invalid-timestamp"}
+    assert by_reason[b"invalid-timestamp"].value() == out_of_range
 
     undecodable_letter = by_reason[b"undecodable"]
     assert undecodable_letter.value() == undecodable

@@ -213,3 +213,31 @@ def test_parse_kind_unknown(text):
         parse_kind(text)
 
     assert caught.value.reason is DeadLetterReason.UNKNOWN_KIND
+
+
+@pytest.mark.parametrize(
+    "seconds, nanos",
+    [(253_402_300_800, 0), (-62_135_596_801, 0), (0, -5), (0, 1_000_000_000)],
+)
+def test_out_of_range_occurred_at_rejected(seconds, nanos):
+    event = workflow_event(WorkflowPhase.RUNNING, 1)
+    event.occurred_at.seconds = seconds
+    event.occurred_at.nanos = nanos
+
+    assert decode_reason(EventKind.WORKFLOW, event.SerializeToString()) is DeadLetterReason.INVALID_TIMESTAMP
+
+
+def test_out_of_range_reason_time_rejected():
+    event = task_event("n0", TaskPhase.RUNNING, 1)
+    reason = event.reasons.add(reason="pod pending")
+    reason.occurred_at.seconds = 253_402_300_800
+
+    assert decode_reason(EventKind.TASK, event.SerializeToString()) is DeadLetterReason.INVALID_TIMESTAMP
+
+
+def test_timestamps_at_range_ends_accepted():
+    event = workflow_event(WorkflowPhase.RUNNING, 1)
+    event.occurred_at.seconds = 253_402_300_799
+    event.occurred_at.nanos = 999_999_999
+
+    assert decode(EventKind.WORKFLOW, event).kind is EventKind.WORKFLOW
