@@ -40,7 +40,14 @@ from flyteidl.event import cloudevents_pb2
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
-from processor.events import DeadLetterReason, EventKind, ExecutionEvent, UndecodableEventError, keyed_event
+from processor.events import (
+    DeadLetterReason,
+    EventKind,
+    ExecutionEvent,
+    UndecodableEventError,
+    check_event_fields,
+    keyed_event,
+)
 from processor.fold.enrichment import Enrichment
 
 Headers = Sequence[tuple[str, Optional[bytes]]]
@@ -182,6 +189,7 @@ def decode_cloud_event(headers: Headers, value: Optional[bytes], *, max_bytes: i
     flyte_event = spec.kind.message_class()
     flyte_event.CopyFrom(getattr(message, spec.event_field))
     event = keyed_event(spec.kind, flyte_event)
+    check_event_fields(spec.kind, flyte_event)
 
     enrichment = enrichment_of(message) if spec.version == 2 else None
     return DecodedCloudEvent(

@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass
 from typing import Union
 
+from flyteidl.core import execution_pb2
 from flyteidl.event import event_pb2
 from google.protobuf.message import DecodeError
 
@@ -56,6 +57,10 @@ class DeadLetterReason(str, enum.Enum):
     # A timestamp outside the range that protobuf's Timestamp allows, which
     # no reader of the state topics could parse.
     INVALID_TIMESTAMP = "invalid-timestamp"
+    # An event without occurred_at, which orders every event of a record.
+    MISSING_OCCURRED_AT = "missing-occurred-at"
+    # A phase value that the installed flyteidl does not define.
+    UNKNOWN_PHASE = "unknown-phase"
 
 
 class UndecodableEventError(ValueError):
@@ -110,14 +115,30 @@ MAX_TIMESTAMP_SECONDS = 253_402_300_799
 NANOS_PER_SECOND = 1_000_000_000
 
 
-def check_timestamps(kind: EventKind, message: FlyteEvent) -> None:
-    """Raise UndecodableEventError when occurred_at, or a task event's reason time, lies outside Timestamp's range.
+_KNOWN_PHASES = {
+    EventKind.WORKFLOW: frozenset(execution_pb2.WorkflowExecution.Phase.values()),
+    EventKind.NODE: frozenset(execution_pb2.NodeExecution.Phase.values()),
+    EventKind.TASK: frozenset(execution_pb2.TaskExecution.Phase.values()),
+}
 
-    The fold copies these times into the state records, whose readers
-    (JSON output, the dashboard) reject such values. A missing occurred_at is
-    left to the fold, which rejects the event as invalid.
+
+def check_event_fields(kind: EventKind, message: FlyteEvent) -> None:
+    """Raise UndecodableEventError for an event without occurred_at, with an unknown phase or an invalid time.
+
+    Every decoder of input records calls it, so that such events reach the
+    dead-letter topic with their bytes instead of only a fold outcome.
+    Times outside Timestamp's range (occurred_at, a task event's reason
+    times) would reach the state records, whose readers (JSON output, the
+    dashboard) reject them.
     """
-    timestamps = [("occurred_at", message.occurred_at)] if message.HasField("occurred_at") else []
+    if not message.HasField("occurred_at"):
+        raise UndecodableEventError(DeadLetterReason.MISSING_OCCURRED_AT, f"{kind.value} event has no occurred_at")
+    if message.phase not in _KNOWN_PHASES[kind]:
+        raise UndecodableEventError(
+            DeadLetterReason.UNKNOWN_PHASE, f"{kind.value} event has phase {message.phase}, which flyteidl does not define"
+        )
+
+    timestamps = [("occurred_at", message.occurred_at)]
     if kind is EventKind.TASK:
         timestamps += [
             (f"reasons[{index}].occurred_at", reason.occurred_at)
@@ -140,10 +161,8 @@ def check_timestamps(kind: EventKind, message: FlyteEvent) -> None:
 def keyed_event(kind: EventKind, message: FlyteEvent) -> ExecutionEvent:
     """Attach the execution and entity keys to a decoded message.
 
-    Raises UndecodableEventError when the ids are missing or invalid, or a
-    timestamp lies outside the range of protobuf's Timestamp.
+    Raises UndecodableEventError when the ids are missing or invalid.
     """
-    check_timestamps(kind, message)
     execution_id = workflow_execution_id(kind, message)
     if execution_id is None:
         raise UndecodableEventError(
@@ -191,4 +210,6 @@ def decode_event(kind: EventKind, value: bytes | None, *, max_bytes: int) -> Exe
             f"value is not a binary {message.DESCRIPTOR.full_name}: {error}",
         ) from None
 
-    return keyed_event(kind, message)
+    event = keyed_event(kind, message)
+    check_event_fields(kind, message)
+    return event

@@ -10,7 +10,7 @@ from typing import BinaryIO, Iterator
 
 from google.protobuf import json_format
 
-from processor.events import EventKind, ExecutionEvent, UndecodableEventError, keyed_event
+from processor.events import EventKind, ExecutionEvent, UndecodableEventError, check_event_fields, keyed_event
 
 
 class StreamFileError(ValueError):
@@ -48,7 +48,9 @@ def parse_line(text: str, source: str, line_number: int) -> ExecutionEvent:
         raise StreamFileError(f"{where}: invalid {message.DESCRIPTOR.full_name}: {error}") from None
 
     try:
-        return keyed_event(kind, message)
+        event = keyed_event(kind, message)
+        check_event_fields(kind, message)
+        return event
     except UndecodableEventError as error:
         raise StreamFileError(f"{where}: {error.detail}") from None
 

@@ -241,3 +241,17 @@ def test_timestamps_at_range_ends_accepted():
     event.occurred_at.nanos = 999_999_999
 
     assert decode(EventKind.WORKFLOW, event).kind is EventKind.WORKFLOW
+
+
+def test_event_without_occurred_at_rejected():
+    event = workflow_event(WorkflowPhase.RUNNING, 1)
+    event.ClearField("occurred_at")
+
+    assert decode_reason(EventKind.WORKFLOW, event.SerializeToString()) is DeadLetterReason.MISSING_OCCURRED_AT
+
+
+def test_event_with_unknown_phase_rejected():
+    event = node_event("n0", NodePhase.RUNNING, 1)
+    event.phase = 99
+
+    assert decode_reason(EventKind.NODE, event.SerializeToString()) is DeadLetterReason.UNKNOWN_PHASE
