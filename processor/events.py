@@ -61,6 +61,9 @@ class DeadLetterReason(str, enum.Enum):
     MISSING_OCCURRED_AT = "missing-occurred-at"
     # A phase value that the installed flyteidl does not define.
     UNKNOWN_PHASE = "unknown-phase"
+    # A record of the repartition topic on another partition than its key's,
+    # which happens when the topic's partition count changed.
+    WRONG_PARTITION = "wrong-partition"
 
 
 class UndecodableEventError(ValueError):

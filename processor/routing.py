@@ -141,7 +141,7 @@ class RecordRouter:
             # The repartition topic is written only by this processor, keyed by
             # the execution key; a mismatch means its partition count changed.
             return DeadLetter(
-                DeadLetterReason.INVALID_ID,
+                DeadLetterReason.WRONG_PARTITION,
                 f"record on partition {record.partition} of {record.topic} belongs to partition "
                 f"{partition_for_key(key, self.partitions)}",
             )

@@ -201,7 +201,7 @@ def test_route_repartition_topic_wrong_partition():
     route = RecordRouter(SETTINGS).route(repartition_record)
 
     assert isinstance(route, DeadLetter)
-    assert route.reason is DeadLetterReason.INVALID_ID
+    assert route.reason is DeadLetterReason.WRONG_PARTITION
 
 
 def test_route_unknown_topic_without_header():
