@@ -66,6 +66,7 @@ def run_demo(settings: Settings, streams_dir: Path | None, timeout_seconds: floa
     log_path = Path(tempfile.gettempdir()) / f"flyte-state-demo-worker-{os.getpid()}.log"
     print(f"starting the worker against {settings.bootstrap_servers} (log: {log_path})", flush=True)
     worker = WorkerProcess(settings, log_path).start()
+    succeeded = False
     try:
         report = EventPublisher(settings).publish_files([str(path) for path in stream_files])
         print(f"published {report.published} events from {len(stream_files)} files in {streams_dir}", flush=True)
@@ -100,10 +101,16 @@ def run_demo(settings: Settings, streams_dir: Path | None, timeout_seconds: floa
             return 1
         facts = sum(len(facts) for entries in expected.values() for facts in entries.values())
         print(f"all {facts} expected facts hold" + ("" if settled else " (late)"))
+        succeeded = True
         return 0
     finally:
         exit_code = worker.stop()
         print(f"worker stopped with exit code {exit_code}", flush=True)
+        # The log serves only to find out why a run failed.
+        if succeeded and exit_code == 0:
+            log_path.unlink(missing_ok=True)
+        else:
+            print(f"the worker's log is kept in {log_path}", flush=True)
 
 
 def records_for(expected: dict) -> set[str]:
