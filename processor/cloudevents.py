@@ -45,8 +45,7 @@ from processor.events import (
     EventKind,
     ExecutionEvent,
     UndecodableEventError,
-    check_event_fields,
-    keyed_event,
+    decoded_event,
 )
 from processor.fold.enrichment import Enrichment
 
@@ -149,7 +148,8 @@ def decode_cloud_event(headers: Headers, value: Optional[bytes], *, max_bytes: i
     ``unknown-ce-type`` when the record is no CloudEvent of a flyteidl event,
     ``undecodable`` when the envelope or the data cannot be read, and
     ``oversized`` for a value above ``max_bytes``. Missing or invalid event
-    ids raise the reasons of ``keyed_event``.
+    ids, a missing occurred_at, an unknown phase or an invalid time raise the
+    reasons of ``decoded_event``.
     """
     if value is None:
         raise UndecodableEventError(DeadLetterReason.UNDECODABLE, "record has no value")
@@ -188,8 +188,7 @@ def decode_cloud_event(headers: Headers, value: Optional[bytes], *, max_bytes: i
     _parse_data(message, data, data_content_type)
     flyte_event = spec.kind.message_class()
     flyte_event.CopyFrom(getattr(message, spec.event_field))
-    event = keyed_event(spec.kind, flyte_event)
-    check_event_fields(spec.kind, flyte_event)
+    event = decoded_event(spec.kind, flyte_event)
 
     enrichment = enrichment_of(message) if spec.version == 2 else None
     return DecodedCloudEvent(

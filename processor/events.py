@@ -128,8 +128,9 @@ _KNOWN_PHASES = {
 def check_event_fields(kind: EventKind, message: FlyteEvent) -> None:
     """Raise UndecodableEventError for an event without occurred_at, with an unknown phase or an invalid time.
 
-    Every decoder of input records calls it, so that such events reach the
-    dead-letter topic with their bytes instead of only a fold outcome.
+    Every decoder of input records calls it through ``decoded_event``, so
+    that such events reach the dead-letter topic with their bytes instead of
+    only a fold outcome.
     Times outside Timestamp's range (occurred_at, a task event's reason
     times) would reach the state records, whose readers (JSON output, the
     dashboard) reject them.
@@ -193,6 +194,17 @@ def keyed_event(kind: EventKind, message: FlyteEvent) -> ExecutionEvent:
     return ExecutionEvent(kind=kind, message=message, execution_key=execution, entity_key=entity)
 
 
+def decoded_event(kind: EventKind, message: FlyteEvent) -> ExecutionEvent:
+    """Attach the keys to a message that a decoder read from an input record, and check its fields.
+
+    Raises UndecodableEventError with the reason of ``keyed_event`` or of
+    ``check_event_fields``, in that order.
+    """
+    event = keyed_event(kind, message)
+    check_event_fields(kind, message)
+    return event
+
+
 def decode_event(kind: EventKind, value: bytes | None, *, max_bytes: int) -> ExecutionEvent:
     """Parse the binary protobuf of one event of ``kind`` and derive its keys."""
     if value is None:
@@ -213,6 +225,4 @@ def decode_event(kind: EventKind, value: bytes | None, *, max_bytes: int) -> Exe
             f"value is not a binary {message.DESCRIPTOR.full_name}: {error}",
         ) from None
 
-    event = keyed_event(kind, message)
-    check_event_fields(kind, message)
-    return event
+    return decoded_event(kind, message)

@@ -10,7 +10,7 @@ from typing import BinaryIO, Iterator
 
 from google.protobuf import json_format
 
-from processor.events import EventKind, ExecutionEvent, UndecodableEventError, check_event_fields, keyed_event
+from processor.events import EventKind, ExecutionEvent, UndecodableEventError, decoded_event
 
 
 class StreamFileError(ValueError):
@@ -48,9 +48,7 @@ def parse_line(text: str, source: str, line_number: int) -> ExecutionEvent:
         raise StreamFileError(f"{where}: invalid {message.DESCRIPTOR.full_name}: {error}") from None
 
     try:
-        event = keyed_event(kind, message)
-        check_event_fields(kind, message)
-        return event
+        return decoded_event(kind, message)
     except UndecodableEventError as error:
         raise StreamFileError(f"{where}: {error.detail}") from None
 
