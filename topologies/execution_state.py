@@ -57,7 +57,6 @@ EXIT_PUBLISH_FAILED = 70
 MAX_REMEMBERED_PUBLISHED_RECORDS = 500_000
 
 
-
 def build_app(settings: Settings) -> faust.App:
     apply_commit_gap_fix()
     apply_uncommitted_seek_fix()
@@ -427,12 +426,12 @@ class ExecutionStateTopology:
     async def fold(self, record: InputRecord, route: FoldHere) -> None:
         event = route.event
         try:
+            possibly_replayed = self.may_be_replayed(record)
             started = time.perf_counter()
-            replayed = self.may_be_replayed(record)
             result = self.folder.fold(
                 event,
                 enrichment=route.enrichment,
-                republish_touched=replayed,
+                republish_touched=possibly_replayed,
                 published=self.published_since_assignment,
             )
             _FOLD_SECONDS(event.kind.value).observe(time.perf_counter() - started)
@@ -469,7 +468,7 @@ class ExecutionStateTopology:
             )
 
         changes = result.records_to_publish
-        if replayed and len(self.published_since_assignment) < MAX_REMEMBERED_PUBLISHED_RECORDS:
+        if possibly_replayed and len(self.published_since_assignment) < MAX_REMEMBERED_PUBLISHED_RECORDS:
             self.published_since_assignment.update((change.kind, change.key) for change in changes)
         await self.publish(changes)
 

@@ -31,45 +31,50 @@ import functools
 
 from faust.transport.consumer import Consumer
 
-_PATCHED_MARK = "_flyte_state_dedupes_acked_offsets"
+# Set on each wrapper, so that a second call of a fix finds it applied.
+_PATCHED_MARK = "_flyte_state_patched"
+
+
+def _wrap_once(name: str, make_wrapper) -> None:
+    """Replace ``Consumer.<name>`` with ``make_wrapper(original)``, unless an earlier call did."""
+    original = getattr(Consumer, name)
+    if getattr(original, _PATCHED_MARK, False):
+        return
+
+    wrapper = functools.wraps(original)(make_wrapper(original))
+    setattr(wrapper, _PATCHED_MARK, True)
+    setattr(Consumer, name, wrapper)
 
 
 def apply_commit_gap_fix() -> None:
     """Wrap faust's Consumer._new_offset once per process."""
-    original = Consumer._new_offset
-    if getattr(original, _PATCHED_MARK, False):
-        return
 
-    @functools.wraps(original)
-    def new_offset_without_duplicates(self, tp):
-        acked = self._acked[tp]
-        if acked:
-            committed = self._committed_offset[tp]
-            unique = sorted({offset for offset in acked if committed is None or offset >= committed})
-            acked[:] = unique
-            self._acked_index[tp].intersection_update(unique)
-        return original(self, tp)
+    def make_wrapper(original):
+        def new_offset_without_duplicates(self, tp):
+            acked = self._acked[tp]
+            if acked:
+                committed = self._committed_offset[tp]
+                unique = sorted({offset for offset in acked if committed is None or offset >= committed})
+                acked[:] = unique
+                self._acked_index[tp].intersection_update(unique)
+            return original(self, tp)
 
-    setattr(new_offset_without_duplicates, _PATCHED_MARK, True)
-    Consumer._new_offset = new_offset_without_duplicates
+        return new_offset_without_duplicates
 
-
-_SEEK_PATCHED_MARK = "_flyte_state_seeks_uncommitted_to_earliest"
+    _wrap_once("_new_offset", make_wrapper)
 
 
 def apply_uncommitted_seek_fix() -> None:
     """Wrap faust's Consumer.perform_seek once per process."""
-    original = Consumer.perform_seek
-    if getattr(original, _SEEK_PATCHED_MARK, False):
-        return
 
-    @functools.wraps(original)
-    async def perform_seek_with_earliest_for_uncommitted(self):
-        await original(self)
-        await seek_uncommitted_to_earliest(self)
+    def make_wrapper(original):
+        async def perform_seek_with_earliest_for_uncommitted(self):
+            await original(self)
+            await seek_uncommitted_to_earliest(self)
 
-    setattr(perform_seek_with_earliest_for_uncommitted, _SEEK_PATCHED_MARK, True)
-    Consumer.perform_seek = perform_seek_with_earliest_for_uncommitted
+        return perform_seek_with_earliest_for_uncommitted
+
+    _wrap_once("perform_seek", make_wrapper)
 
 
 async def seek_uncommitted_to_earliest(consumer) -> list:

@@ -67,11 +67,9 @@ def with_entry(stored: Sequence[LedgerEntry], entry: LedgerEntry, rank: Callable
     most events in order, so the new entry usually goes last and nothing
     else moves. A fold then updates the record instead of rewriting it.
     """
-    entries = list(stored)
-    if not entries or sort_key(entries[-1], rank) < sort_key(entry, rank):
-        entries.append(entry)
+    entries = [*stored, entry]
+    if len(entries) == 1 or sort_key(entries[-2], rank) < sort_key(entry, rank):
         return entries, True
-    entries.append(entry)
     return sorted_entries(entries, rank), False
 
 

@@ -30,11 +30,11 @@ from google.protobuf.message import Message
 from processor.fold.execution import RecordId, RecordKind, StateStore
 
 
-
 class RecordReader(Protocol):
     """Source of the records that a WriteBackStore has not cached; every StateStore is one."""
 
     def get(self, kind: RecordKind, key: str) -> Optional[Message]: ...
+
 
 # Decoded records kept between batches. A task record with its ledger is a
 # few kilobytes when decoded, so this bounds the cache to some hundreds of MiB.
