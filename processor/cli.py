@@ -69,11 +69,16 @@ def command_publish(args: argparse.Namespace) -> int:
 
 def command_state(args: argparse.Namespace) -> int:
     from processor import render
-    from processor.state_reader import StateReader
+    from processor.state_reader import StateReader, StateTopicsMissing
 
     settings = _settings(args)
-    with StateReader(settings) as reader:
-        records = reader.read_all(timeout_seconds=args.timeout)
+    try:
+        with StateReader(settings) as reader:
+            records = reader.read_all(timeout_seconds=args.timeout)
+    except StateTopicsMissing as error:
+        # The broker responded, so the hint about reaching it would mislead.
+        log.error("%s", error)
+        return 1
 
     if args.json:
         for line in render.json_lines(records):
@@ -87,6 +92,37 @@ def command_state(args: argparse.Namespace) -> int:
         print(text)
         return 0
     print(render.render_overview(records))
+    return 0
+
+
+def command_check(args: argparse.Namespace) -> int:
+    from processor import expectations
+    from processor.state_reader import StateReader, StateTopicsMissing
+
+    paths = [expectations.expect_path_of(path) for path in args.files]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        print(f"facts file not found: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    expected = expectations.load_merged(paths)
+
+    # Wait for the facts rather than read once, so that a check started
+    # right after `publish` finds the worker's records as they arrive.
+    settings = _settings(args)
+    try:
+        with StateReader(settings) as reader:
+            reader.wait_until(lambda records: not expectations.check(expected, records), args.timeout)
+            failures = expectations.check(expected, reader.records)
+    except StateTopicsMissing as error:
+        log.error("%s", error)
+        return 1
+
+    if failures:
+        print(f"{len(failures)} of {expectations.fact_count(expected)} expected facts do not hold after {args.timeout:.0f} s:")
+        for failure in failures:
+            print(f"  {failure}")
+        return 1
+    print(f"all {expectations.fact_count(expected)} expected facts hold")
     return 0
 
 
@@ -159,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     state.add_argument("--json", action="store_true", help="print one JSON object per state record")
     state.add_argument("--timeout", type=positive_seconds, default=30.0, help="seconds to read before printing (default 30)")
     state.set_defaults(handler=command_state)
+
+    check = commands.add_parser("check", help="check the state topics against the facts of *.expect.json files")
+    check.add_argument(
+        "files", nargs="+", type=Path, help="*.expect.json files, or the *.jsonl streams whose facts lie beside them"
+    )
+    check.add_argument(
+        "--timeout", type=positive_seconds, default=30.0, help="seconds to wait for the facts to hold (default 30)"
+    )
+    check.set_defaults(handler=command_check)
 
     dashboard = commands.add_parser("dashboard", help="serve a live web page and JSON API of the state topics")
     dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

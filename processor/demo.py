@@ -29,18 +29,6 @@ def default_streams_dir() -> Path:
     return shared if shared.is_dir() else REPO_ROOT / "examples" / "streams"
 
 
-def load_expected(stream_files: list[Path]) -> dict:
-    """Merge the facts of every stream's *.expect.json into one expectation."""
-    merged: dict = {}
-    for stream in stream_files:
-        expect_path = stream.with_suffix(".expect.json")
-        if not expect_path.exists():
-            continue
-        for kind, entries in expectations.load(expect_path).items():
-            merged.setdefault(kind, {}).update(entries)
-    return merged
-
-
 def wait_for_worker(settings: Settings, worker: WorkerProcess, deadline: float) -> bool:
     """Wait until the worker's consumer group has committed every input record; False on timeout or exit."""
     while time.monotonic() < deadline:
@@ -78,7 +66,8 @@ def run_demo(settings: Settings, streams_dir: Path | None, timeout_seconds: floa
         if not caught_up:
             print(f"the worker did not fold every published event within {timeout_seconds:.0f} s", flush=True)
 
-        expected = load_expected(stream_files)
+        expect_files = [expectations.expect_path_of(path) for path in stream_files]
+        expected = expectations.load_merged([path for path in expect_files if path.exists()])
         with StateReader(settings) as reader:
             remaining = max(1.0, deadline - time.monotonic())
             settled = reader.wait_until(lambda records: not expectations.check(expected, records), remaining)
@@ -99,8 +88,7 @@ def run_demo(settings: Settings, streams_dir: Path | None, timeout_seconds: floa
             for failure in failures:
                 print(f"  {failure}")
             return 1
-        facts = sum(len(facts) for entries in expected.values() for facts in entries.values())
-        print(f"all {facts} expected facts hold" + ("" if settled else " (late)"))
+        print(f"all {expectations.fact_count(expected)} expected facts hold" + ("" if settled else " (late)"))
         succeeded = True
         return 0
     finally:

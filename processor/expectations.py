@@ -74,6 +74,25 @@ def load(path: str | Path) -> dict:
         return json.load(handle)
 
 
+def expect_path_of(path: str | Path) -> Path:
+    """Return the facts file of a stream file (``x.jsonl`` -> ``x.expect.json``), or ``path`` if it is one."""
+    path = Path(path)
+    return path if path.name.endswith(".expect.json") else path.with_suffix(".expect.json")
+
+
+def load_merged(paths: list[Path]) -> dict:
+    """Merge the facts of several ``*.expect.json`` files into one expectation; later files win per key."""
+    merged: dict = {}
+    for path in paths:
+        for kind, entries in load(path).items():
+            merged.setdefault(kind, {}).update(entries)
+    return merged
+
+
+def fact_count(expected: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> int:
+    return sum(len(facts) for entries in expected.values() for facts in entries.values())
+
+
 def check(expected: Mapping[str, Mapping[str, Mapping[str, Any]]], records: Records) -> list[str]:
     """Return one message per fact that does not hold; an empty list means all hold."""
     failures = []

@@ -20,7 +20,24 @@ from processor.fold.execution import RecordKind
 from processor.kafka_clients import client_config, reader_config
 
 
+class StateTopicsMissing(LookupError):
+    """The broker responded, but some state topics do not exist: no worker has started against it with these topic names."""
+
+    def __init__(self, topics: list[str], bootstrap_servers: str) -> None:
+        self.topics = topics
+        super().__init__(
+            f"state topics {', '.join(topics)} do not exist on {bootstrap_servers}. A worker creates them when it "
+            "starts: run `flyte-state worker` first, or set FLYTE_STATE_TOPIC_*_STATE to the topics your worker uses"
+        )
+
+
 class StateReader:
+    """Read the four state topics from the beginning and keep each key's latest record.
+
+    Raises StateTopicsMissing when the broker lacks a state topic, and
+    KafkaException when the broker cannot be reached.
+    """
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         topics = settings.topics
@@ -37,10 +54,12 @@ class StateReader:
 
     def _assign(self) -> None:
         metadata = self.consumer.list_topics(timeout=30)
+        missing = [topic for topic in self.kind_by_topic if topic not in metadata.topics]
+        if missing:
+            raise StateTopicsMissing(missing, self.settings.bootstrap_servers)
+
         assignment = []
         for topic in self.kind_by_topic:
-            if topic not in metadata.topics:
-                raise KafkaException(f"state topic {topic} does not exist on {self.settings.bootstrap_servers}")
             for partition in metadata.topics[topic].partitions:
                 assignment.append(TopicPartition(topic, partition, OFFSET_BEGINNING))
         self.partition_count = len(assignment)

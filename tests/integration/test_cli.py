@@ -1,11 +1,11 @@
-"""The publish command against the real broker."""
+"""The publish and state commands against the real broker."""
 
 from __future__ import annotations
 
 
 import pytest
 
-from support import run_cli, stream_files
+from support import isolated_settings, run_cli, stream_files
 
 pytestmark = pytest.mark.integration
 
@@ -47,3 +47,15 @@ def test_publish_piped_has_no_bar(module_settings):
 
     assert result.returncode == 0, result.stderr
     assert "events/s" not in result.stderr
+
+
+def test_state_names_missing_topics_instead_of_the_broker(kafka_bootstrap, tmp_path):
+    # A prefix that no worker has used: the broker answers, but has none of its state topics.
+    settings = isolated_settings(kafka_bootstrap, tmp_path / "state")
+
+    result = run_cli(settings, "state")
+
+    assert result.returncode == 1
+    assert settings.topics.workflow_state in result.stderr
+    assert "flyte-state worker" in result.stderr
+    assert "Check KAFKA_BOOTSTRAP_SERVERS" not in result.stderr

@@ -51,3 +51,30 @@ def test_state_shows_one_execution(module_settings, module_worker):
     assert result.returncode == 0, result.stderr
     assert f"execution {execution_key}" in result.stdout
     assert "NODE / TASK" in result.stdout
+
+
+def test_check_command_confirms_the_stream_facts(module_settings, module_worker):
+    stream = stream_files()[0]
+    EventPublisher(module_settings).publish_files([str(stream)])
+
+    # The stream file stands for the facts file beside it.
+    result = run_cli(module_settings, "check", str(stream), "--timeout", "60")
+
+    facts = expectations.fact_count(expectations.load(stream.with_suffix(".expect.json")))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"all {facts} expected facts hold" in result.stdout
+
+
+def test_check_command_lists_a_fact_that_does_not_hold(module_settings, module_worker, tmp_path):
+    stream = stream_files()[0]
+    EventPublisher(module_settings).publish_files([str(stream)])
+    expected = expectations.load(stream.with_suffix(".expect.json"))
+    execution_key = next(iter(expected["workflow"]))
+    wrong = tmp_path / "wrong.expect.json"
+    wrong.write_text(json.dumps({"workflow": {execution_key: {"phase": "ABORTED"}}}))
+
+    result = run_cli(module_settings, "check", str(wrong), "--timeout", "5")
+
+    assert result.returncode == 1
+    assert f"workflow {execution_key}: phase is" in result.stdout
+    assert "expected 'ABORTED'" in result.stdout
