@@ -158,6 +158,13 @@ class Settings:
     batch_max_events: int = 2000
     batch_linger_seconds: float = 0.25
 
+    # Workers that keep a standby copy of each table partition by reading its
+    # changelog. 0, as in Kafka Streams, because faust's standby reading made
+    # state records of two workers at 2,500 events/s wait five times longer
+    # (docs/benchmarks.md, "Standby replicas"). A partition that moves to a
+    # worker without a copy is recovered from its changelog instead.
+    standby_replicas: int = 0
+
     # How long the worker keeps retrying an unreachable broker at start-up.
     connect_timeout_seconds: float = 120.0
 
@@ -205,6 +212,7 @@ class Settings:
             retention_sweep_seconds=_env_float("FLYTE_STATE_RETENTION_SWEEP_SECONDS", cls.retention_sweep_seconds),
             batch_max_events=_env_int("FLYTE_STATE_BATCH_MAX_EVENTS", cls.batch_max_events, minimum=1),
             batch_linger_seconds=_env_float("FLYTE_STATE_BATCH_LINGER_SECONDS", cls.batch_linger_seconds),
+            standby_replicas=_env_int("FLYTE_STATE_STANDBY_REPLICAS", cls.standby_replicas, minimum=0),
             connect_timeout_seconds=_env_float("FLYTE_STATE_CONNECT_TIMEOUT_SECONDS", cls.connect_timeout_seconds),
             log_level=_env("FLYTE_STATE_LOG_LEVEL", cls.log_level).upper(),
             metrics_port=_env_int("FLYTE_STATE_METRICS_PORT", cls.metrics_port, minimum=0),
@@ -251,6 +259,7 @@ class Settings:
             "FLYTE_STATE_RETENTION_SWEEP_SECONDS": str(self.retention_sweep_seconds),
             "FLYTE_STATE_BATCH_MAX_EVENTS": str(self.batch_max_events),
             "FLYTE_STATE_BATCH_LINGER_SECONDS": str(self.batch_linger_seconds),
+            "FLYTE_STATE_STANDBY_REPLICAS": str(self.standby_replicas),
             "FLYTE_STATE_CONNECT_TIMEOUT_SECONDS": str(self.connect_timeout_seconds),
             "FLYTE_STATE_LOG_LEVEL": self.log_level,
             "FLYTE_STATE_METRICS_PORT": str(self.metrics_port),
@@ -278,6 +287,8 @@ class Settings:
                 f"FLYTE_STATE_MAX_EVENT_BYTES ({self.max_event_bytes}) exceeds FLYTE_STATE_MAX_RECORD_BYTES "
                 f"({self.max_record_bytes}): oversized events could not be dead-lettered"
             )
+        if self.standby_replicas < 0:
+            raise ConfigError(f"FLYTE_STATE_STANDBY_REPLICAS={self.standby_replicas} must be 0 or more")
         if self.batch_max_events < 1:
             raise ConfigError(f"FLYTE_STATE_BATCH_MAX_EVENTS={self.batch_max_events} must be at least 1")
         if not 0 < self.batch_linger_seconds <= MAX_BATCH_LINGER_SECONDS:

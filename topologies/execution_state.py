@@ -82,6 +82,7 @@ def build_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=max(1.0, settings.session_timeout_seconds / 4),
         producer_acks=-1,
         producer_max_request_size=settings.max_record_bytes,
+        table_standby_replicas=settings.standby_replicas,
         web_enabled=False,
         broker_credentials=faust_broker_credentials(settings.security),
     )

@@ -252,3 +252,27 @@ def test_bad_batch_setting(monkeypatch, name, value):
 
     with pytest.raises(ConfigError, match=name):
         Settings.from_env()
+
+
+def test_standby_replicas_default_zero(monkeypatch):
+    monkeypatch.delenv("FLYTE_STATE_STANDBY_REPLICAS", raising=False)
+
+    assert Settings.from_env().standby_replicas == 0
+
+
+def test_standby_replicas_reach_the_faust_app(monkeypatch, tmp_path):
+    from topologies.execution_state import build_app
+
+    monkeypatch.setenv("FLYTE_STATE_STANDBY_REPLICAS", "1")
+    settings = Settings.from_env().replace(state_dir=tmp_path)
+
+    assert settings.to_env()["FLYTE_STATE_STANDBY_REPLICAS"] == "1"
+    assert build_app(settings).conf.table_standby_replicas == 1
+
+
+@pytest.mark.parametrize("value", ["-1", "one"])
+def test_bad_standby_replicas(monkeypatch, value):
+    monkeypatch.setenv("FLYTE_STATE_STANDBY_REPLICAS", value)
+
+    with pytest.raises(ConfigError, match="FLYTE_STATE_STANDBY_REPLICAS"):
+        Settings.from_env()
