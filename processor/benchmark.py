@@ -1005,6 +1005,9 @@ class ScaledLatencyResult:
     workers: int
     latency: LatencyResult
 
+    # FLYTE_STATE_STANDBY_REPLICAS of the workers: how many of them keep a copy of each other's tables.
+    standby_replicas: int
+
     # Peak RSS of worker 1 to worker N, in KiB. Worker 1 alone folds the
     # input that was published before the phase, so its peak includes that.
     peak_rss_kib: list[int]
@@ -1184,6 +1187,7 @@ def measure_scaled_latency(
         return ScaledLatencyResult(
             workers=workers,
             latency=latency,
+            standby_replicas=settings.standby_replicas,
             peak_rss_kib=[_peak_rss_kib(worker.pid) for worker in started],
             dead_letters=dead_letters_after - dead_letters_before,
             log_paths=[worker.log_path for worker in started],
@@ -1360,6 +1364,9 @@ def format_report(
             f"{len(scaled_latency.latencies)} of them timed by their state record"
         )
         lines.append(
+            f"latency with {scaled.workers} worker processes: standby replicas {scaled.standby_replicas}"
+        )
+        lines.append(
             f"latency with {scaled.workers} worker processes: "
             f"p50 {percentile(scaled_latency.latencies, 0.50):.3f} s, "
             f"p99 {percentile(scaled_latency.latencies, 0.99):.3f} s"
@@ -1508,6 +1515,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the worker's FLYTE_STATE_BATCH_LINGER_SECONDS (default {Settings.batch_linger_seconds:g})",
     )
     parser.add_argument(
+        "--standby-replicas",
+        type=int,
+        default=Settings.standby_replicas,
+        help=f"the workers' FLYTE_STATE_STANDBY_REPLICAS; only a run with --latency-workers above 1 has another "
+        f"worker to keep a copy (default {Settings.standby_replicas})",
+    )
+    parser.add_argument(
         "--recovery-tasks",
         type=int,
         default=0,
@@ -1544,6 +1558,8 @@ def _validate(parser: argparse.ArgumentParser, options: argparse.Namespace) -> N
             "--latency-workers above 1 needs a latency phase of at least one event: "
             "raise --latency-seconds or --latency-rate"
         )
+    if options.standby_replicas < 0:
+        parser.error(f"--standby-replicas must be 0 or more, got {options.standby_replicas}")
     if options.latency_workers > 1 and options.recovery_tasks:
         parser.error("--latency-workers does not apply to a --recovery-tasks run")
     if options.timeout <= 0:
@@ -1592,6 +1608,7 @@ def run(options: argparse.Namespace) -> int:
             metrics_port=free_ports(1)[0],
             batch_max_events=options.batch_max_events,
             batch_linger_seconds=options.batch_linger_seconds,
+            standby_replicas=options.standby_replicas,
         )
         floor_settings = settings.replace(
             app_id=f"{prefix}faust-floor", store="memory", state_dir=work_dir / "floor-state"
