@@ -104,7 +104,14 @@ def command_check(args: argparse.Namespace) -> int:
     if missing:
         print(f"facts file not found: {', '.join(missing)}", file=sys.stderr)
         return 2
-    expected = expectations.load_merged(paths)
+    try:
+        expected = expectations.load_merged(paths)
+    except expectations.InvalidFactsFile as error:
+        print(error, file=sys.stderr)
+        return 2
+    if expectations.fact_count(expected) == 0:
+        print(f"no facts in {', '.join(map(str, paths))}: nothing to check", file=sys.stderr)
+        return 2
 
     # Wait for the facts rather than read once, so that a check started
     # right after `publish` finds the worker's records as they arrive.

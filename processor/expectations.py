@@ -69,9 +69,44 @@ FACT_READERS: dict[str, Callable[[RecordKind, Message, Records, str], Any]] = {
 }
 
 
+class InvalidFactsFile(ValueError):
+    """A facts file that cannot be read, is not JSON, or is not shaped as kind -> key -> fact -> value."""
+
+
 def load(path: str | Path) -> dict:
-    with Path(path).open(encoding="utf-8") as handle:
-        return json.load(handle)
+    """Read and validate one ``*.expect.json`` file; raise InvalidFactsFile naming the file and what is wrong."""
+    try:
+        with Path(path).open(encoding="utf-8") as handle:
+            expected = json.load(handle)
+    except OSError as error:
+        raise InvalidFactsFile(f"failed to read facts file {path}: {error.strerror or error}") from error
+    except (ValueError, RecursionError) as error:
+        raise InvalidFactsFile(f"facts file {path} is not valid JSON: {error}") from error
+
+    problem = _shape_problem(expected)
+    if problem:
+        raise InvalidFactsFile(f"invalid facts file {path}: {problem}")
+    return expected
+
+
+def _shape_problem(expected: Any) -> str:
+    """Return what makes ``expected`` unusable as facts, or an empty string when it is usable."""
+    kinds = [kind.value for kind in RecordKind]
+    if not isinstance(expected, dict):
+        return f"expected a JSON object whose keys are record kinds ({', '.join(kinds)})"
+
+    for kind_name, entries in expected.items():
+        if kind_name not in kinds:
+            return f"unknown record kind {kind_name!r}: use {', '.join(kinds)}"
+        if not isinstance(entries, dict):
+            return f"{kind_name}: expected a JSON object of record keys"
+        for key, facts in entries.items():
+            if not isinstance(facts, dict):
+                return f"{kind_name} {key}: expected a JSON object of facts"
+            unknown = sorted(set(facts) - set(FACT_READERS))
+            if unknown:
+                return f"{kind_name} {key}: unknown facts {unknown}: use {', '.join(sorted(FACT_READERS))}"
+    return ""
 
 
 def expect_path_of(path: str | Path) -> Path:

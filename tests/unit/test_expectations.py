@@ -1,0 +1,93 @@
+"""Reading and validating *.expect.json facts files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from processor import expectations
+from processor.expectations import InvalidFactsFile
+
+
+def write(tmp_path, content: str):
+    path = tmp_path / "facts.expect.json"
+    path.write_text(content)
+    return path
+
+
+def test_load_valid_facts(tmp_path):
+    facts = {"workflow": {"p:d:a": {"phase": "SUCCEEDED"}}, "task": {"p:d:a/n0/t/0": {"log_count": 1}}}
+
+    assert expectations.load(write(tmp_path, json.dumps(facts))) == facts
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("not json", "is not valid JSON"),
+        ("[" * 100_000, "is not valid JSON"),
+        ("[1, 2]", "whose keys are record kinds"),
+        ('{"pipeline": {}}', "unknown record kind 'pipeline'"),
+        ('{"workflow": []}', "workflow: expected a JSON object of record keys"),
+        ('{"workflow": {"p:d:a": "SUCCEEDED"}}', "workflow p:d:a: expected a JSON object of facts"),
+        ('{"workflow": {"p:d:a": {"colour": "red"}}}', "unknown facts ['colour']"),
+    ],
+)
+def test_load_rejects_invalid_file(tmp_path, content, message):
+    path = write(tmp_path, content)
+
+    with pytest.raises(InvalidFactsFile) as raised:
+        expectations.load(path)
+
+    assert message in str(raised.value)
+    assert str(path) in str(raised.value)
+
+
+def test_load_names_unreadable_file(tmp_path):
+    with pytest.raises(InvalidFactsFile, match="failed to read facts file"):
+        expectations.load(tmp_path / "missing.expect.json")
+
+
+def test_expect_path_of_stream_file(tmp_path):
+    assert expectations.expect_path_of(tmp_path / "a.jsonl") == tmp_path / "a.expect.json"
+    assert expectations.expect_path_of(tmp_path / "a.expect.json") == tmp_path / "a.expect.json"
+
+
+def test_load_merged_later_file_wins(tmp_path):
+    first = tmp_path / "first.expect.json"
+    first.write_text(json.dumps({"workflow": {"p:d:a": {"phase": "RUNNING"}, "p:d:b": {"phase": "FAILED"}}}))
+    second = tmp_path / "second.expect.json"
+    second.write_text(json.dumps({"workflow": {"p:d:a": {"phase": "SUCCEEDED"}}}))
+
+    merged = expectations.load_merged([first, second])
+
+    assert merged["workflow"]["p:d:a"] == {"phase": "SUCCEEDED"}
+    assert merged["workflow"]["p:d:b"] == {"phase": "FAILED"}
+    assert expectations.fact_count(merged) == 2
+
+
+def test_check_command_rejects_invalid_file(tmp_path, capsys):
+    from processor.cli import main
+
+    path = write(tmp_path, '{"pipeline": {}}')
+
+    # The file is checked before any broker is contacted.
+    assert main(["--bootstrap-servers", "127.0.0.1:9", "check", str(path)]) == 2
+    assert "unknown record kind 'pipeline'" in capsys.readouterr().err
+
+
+def test_check_command_rejects_file_without_facts(tmp_path, capsys):
+    from processor.cli import main
+
+    path = write(tmp_path, "{}")
+
+    assert main(["--bootstrap-servers", "127.0.0.1:9", "check", str(path)]) == 2
+    assert "nothing to check" in capsys.readouterr().err
+
+
+def test_check_command_names_missing_file(tmp_path, capsys):
+    from processor.cli import main
+
+    assert main(["--bootstrap-servers", "127.0.0.1:9", "check", str(tmp_path / "absent.jsonl")]) == 2
+    assert "absent.expect.json" in capsys.readouterr().err
