@@ -1,9 +1,10 @@
-"""The ``flyte-state`` command: worker, publish, state, dashboard and demo."""
+"""The ``flyte-state`` command: worker, publish, state, check, dashboard, demo and bench."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -73,12 +74,18 @@ def command_state(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     try:
-        with StateReader(settings) as reader:
+        with StateReader(settings, metadata_timeout_seconds=args.timeout) as reader:
             records = reader.read_all(timeout_seconds=args.timeout)
+            caught_up = reader.caught_up
     except StateTopicsMissing as error:
         # The broker responded, so the hint about reaching it would mislead.
         log.error("%s", error)
         return 1
+    if not caught_up:
+        log.warning(
+            "stopped reading after --timeout %g s before the end of the state topics; the output may be incomplete",
+            args.timeout,
+        )
 
     if args.json:
         for line in render.json_lines(records):
@@ -117,7 +124,7 @@ def command_check(args: argparse.Namespace) -> int:
     # right after `publish` finds the worker's records as they arrive.
     settings = _settings(args)
     try:
-        with StateReader(settings) as reader:
+        with StateReader(settings, metadata_timeout_seconds=args.timeout) as reader:
             reader.wait_until(lambda records: not expectations.check(expected, records), args.timeout)
             failures = expectations.check(expected, reader.records)
     except StateTopicsMissing as error:
@@ -125,7 +132,7 @@ def command_check(args: argparse.Namespace) -> int:
         return 1
 
     if failures:
-        print(f"{len(failures)} of {expectations.fact_count(expected)} expected facts do not hold after {args.timeout:.0f} s:")
+        print(f"{len(failures)} of {expectations.fact_count(expected)} expected facts do not hold after {args.timeout:g} s:")
         for failure in failures:
             print(f"  {failure}")
         return 1
@@ -160,8 +167,8 @@ def positive_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be above 0 seconds")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number of seconds above 0")
     return value
 
 

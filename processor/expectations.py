@@ -68,6 +68,15 @@ FACT_READERS: dict[str, Callable[[RecordKind, Message, Records, str], Any]] = {
     "task_count": lambda kind, state, records, key: _summary_count(records, key, "task_count"),
 }
 
+_EXECUTION_FACTS = ("phase", "has_started_at", "has_duration", "error_code")
+
+# The facts that apply to each record kind a facts file may name.
+FACTS_BY_KIND: dict[RecordKind, tuple[str, ...]] = {
+    RecordKind.WORKFLOW: (*_EXECUTION_FACTS, "node_count", "task_count"),
+    RecordKind.NODE: (*_EXECUTION_FACTS, "cache_status", "is_dynamic", "is_parent", "parent_node_id", "spec_node_id"),
+    RecordKind.TASK: (*_EXECUTION_FACTS, "log_count"),
+}
+
 
 class InvalidFactsFile(ValueError):
     """A facts file that cannot be read, is not JSON, or is not shaped as kind -> key -> fact -> value."""
@@ -81,6 +90,7 @@ def load(path: str | Path) -> dict:
     except OSError as error:
         raise InvalidFactsFile(f"failed to read facts file {path}: {error.strerror or error}") from error
     except (ValueError, RecursionError) as error:
+        # UnicodeDecodeError is a ValueError too.
         raise InvalidFactsFile(f"facts file {path} is not valid JSON: {error}") from error
 
     problem = _shape_problem(expected)
@@ -91,7 +101,7 @@ def load(path: str | Path) -> dict:
 
 def _shape_problem(expected: Any) -> str:
     """Return what makes ``expected`` unusable as facts, or an empty string when it is usable."""
-    kinds = [kind.value for kind in RecordKind]
+    kinds = [kind.value for kind in FACTS_BY_KIND]
     if not isinstance(expected, dict):
         return f"expected a JSON object whose keys are record kinds ({', '.join(kinds)})"
 
@@ -100,19 +110,21 @@ def _shape_problem(expected: Any) -> str:
             return f"unknown record kind {kind_name!r}: use {', '.join(kinds)}"
         if not isinstance(entries, dict):
             return f"{kind_name}: expected a JSON object of record keys"
+
+        allowed = FACTS_BY_KIND[RecordKind(kind_name)]
         for key, facts in entries.items():
             if not isinstance(facts, dict):
                 return f"{kind_name} {key}: expected a JSON object of facts"
-            unknown = sorted(set(facts) - set(FACT_READERS))
+            unknown = sorted(set(facts) - set(allowed))
             if unknown:
-                return f"{kind_name} {key}: unknown facts {unknown}: use {', '.join(sorted(FACT_READERS))}"
+                return f"{kind_name} {key}: unknown facts {unknown}: a {kind_name} record has {', '.join(allowed)}"
     return ""
 
 
 def expect_path_of(path: str | Path) -> Path:
-    """Return the facts file of a stream file (``x.jsonl`` -> ``x.expect.json``), or ``path`` if it is one."""
+    """Return the facts file beside a stream file (``x.jsonl`` -> ``x.expect.json``), or any other ``path`` as it is."""
     path = Path(path)
-    return path if path.name.endswith(".expect.json") else path.with_suffix(".expect.json")
+    return path.with_suffix(".expect.json") if path.suffix == ".jsonl" else path
 
 
 def load_merged(paths: list[Path]) -> dict:
@@ -136,7 +148,8 @@ def check(expected: Mapping[str, Mapping[str, Mapping[str, Any]]], records: Reco
         for key, facts in entries.items():
             state = records[kind].get(key)
             if state is None:
-                failures.append(f"{kind.value} {key}: record not found")
+                # One line per fact, so that the count of failures is the count of facts.
+                failures += [f"{kind.value} {key}: record not found, expected {fact} {wanted!r}" for fact, wanted in facts.items()]
                 continue
             for fact, wanted in facts.items():
                 reader = FACT_READERS.get(fact)

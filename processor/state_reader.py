@@ -20,6 +20,10 @@ from processor.fold.execution import RecordKind
 from processor.kafka_clients import client_config, reader_config
 
 
+# How long wait_until pauses after a poll that read nothing.
+IDLE_WAIT_SECONDS = 0.2
+
+
 class StateTopicsMissing(LookupError):
     """The broker responded, but some state topics do not exist: no worker has started against it with these topic names."""
 
@@ -38,7 +42,7 @@ class StateReader:
     KafkaException when the broker cannot be reached.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metadata_timeout_seconds: float = 30.0) -> None:
         self.settings = settings
         topics = settings.topics
         self.kind_by_topic = {
@@ -50,10 +54,12 @@ class StateReader:
         self.records: dict[RecordKind, dict] = {kind: {} for kind in RecordKind}
         self.consumer = Consumer(reader_config(settings, group_id=f"{settings.app_id}-state-reader-{uuid.uuid4()}"))
         self.admin = AdminClient(client_config(settings))
-        self._assign()
+        # Whether the last poll read every partition up to the end it had on entry.
+        self.caught_up = False
+        self._assign(metadata_timeout_seconds)
 
-    def _assign(self) -> None:
-        metadata = self.consumer.list_topics(timeout=30)
+    def _assign(self, timeout_seconds: float) -> None:
+        metadata = self.consumer.list_topics(timeout=timeout_seconds)
         missing = [topic for topic in self.kind_by_topic if topic not in metadata.topics]
         if missing:
             raise StateTopicsMissing(missing, self.settings.bootstrap_servers)
@@ -104,6 +110,7 @@ class StateReader:
             positions[(message.topic(), message.partition())] = message.offset() + 1
             self._apply(message)
             read += 1
+        self.caught_up = caught_up()
         return read
 
     def _apply(self, message) -> None:
@@ -130,11 +137,14 @@ class StateReader:
         """Follow the state topics until ``condition(records)`` holds; False on timeout."""
         deadline = time.monotonic() + timeout_seconds
         while True:
-            self.poll(min(2.0, max(0.1, deadline - time.monotonic())))
+            read = self.poll(min(2.0, max(0.1, deadline - time.monotonic())))
             if condition(self.records):
                 return True
             if time.monotonic() >= deadline:
                 return False
+            if read == 0:
+                # Nothing new: wait before asking the brokers for the end offsets again.
+                time.sleep(min(IDLE_WAIT_SECONDS, max(0.0, deadline - time.monotonic())))
 
     def close(self) -> None:
         self.consumer.close()

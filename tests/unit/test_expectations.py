@@ -8,6 +8,7 @@ import pytest
 
 from processor import expectations
 from processor.expectations import InvalidFactsFile
+from processor.fold.execution import RecordKind
 
 
 def write(tmp_path, content: str):
@@ -32,6 +33,8 @@ def test_load_valid_facts(tmp_path):
         ('{"workflow": []}', "workflow: expected a JSON object of record keys"),
         ('{"workflow": {"p:d:a": "SUCCEEDED"}}', "workflow p:d:a: expected a JSON object of facts"),
         ('{"workflow": {"p:d:a": {"colour": "red"}}}', "unknown facts ['colour']"),
+        ('{"workflow": {"p:d:a": {"log_count": 0}}}', "unknown facts ['log_count']: a workflow record has"),
+        ('{"summary": {"p:d:a": {"phase": "SUCCEEDED"}}}', "unknown record kind 'summary'"),
     ],
 )
 def test_load_rejects_invalid_file(tmp_path, content, message):
@@ -44,6 +47,14 @@ def test_load_rejects_invalid_file(tmp_path, content, message):
     assert str(path) in str(raised.value)
 
 
+def test_load_rejects_non_utf8_file(tmp_path):
+    path = tmp_path / "facts.expect.json"
+    path.write_bytes(b"\xff\xfe{}")
+
+    with pytest.raises(InvalidFactsFile, match="is not valid JSON"):
+        expectations.load(path)
+
+
 def test_load_names_unreadable_file(tmp_path):
     with pytest.raises(InvalidFactsFile, match="failed to read facts file"):
         expectations.load(tmp_path / "missing.expect.json")
@@ -52,6 +63,17 @@ def test_load_names_unreadable_file(tmp_path):
 def test_expect_path_of_stream_file(tmp_path):
     assert expectations.expect_path_of(tmp_path / "a.jsonl") == tmp_path / "a.expect.json"
     assert expectations.expect_path_of(tmp_path / "a.expect.json") == tmp_path / "a.expect.json"
+    assert expectations.expect_path_of(tmp_path / "facts.json") == tmp_path / "facts.json"
+
+
+def test_check_counts_each_fact_of_missing_record():
+    expected = {"workflow": {"p:d:a": {"phase": "SUCCEEDED", "has_started_at": True}}}
+    records = {kind: {} for kind in RecordKind}
+
+    failures = expectations.check(expected, records)
+
+    assert len(failures) == 2
+    assert failures[0] == "workflow p:d:a: record not found, expected phase 'SUCCEEDED'"
 
 
 def test_load_merged_later_file_wins(tmp_path):
@@ -91,3 +113,15 @@ def test_check_command_names_missing_file(tmp_path, capsys):
 
     assert main(["--bootstrap-servers", "127.0.0.1:9", "check", str(tmp_path / "absent.jsonl")]) == 2
     assert "absent.expect.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "0", "-1"])
+def test_check_command_rejects_timeout(tmp_path, timeout):
+    from processor.cli import main
+
+    path = write(tmp_path, '{"workflow": {"p:d:a": {"phase": "SUCCEEDED"}}}')
+
+    with pytest.raises(SystemExit) as raised:
+        main(["check", str(path), "--timeout", timeout])
+
+    assert raised.value.code == 2

@@ -1,0 +1,50 @@
+"""StateReader.wait_until pauses between polls that read nothing."""
+
+from __future__ import annotations
+
+from processor.state_reader import IDLE_WAIT_SECONDS, StateReader
+
+
+def test_wait_until_pauses_when_idle():
+    # A reader without a broker: only wait_until's loop runs.
+    reader = object.__new__(StateReader)
+    reader.records = {}
+    polls = []
+
+    def poll(seconds: float) -> int:
+        polls.append(seconds)
+        return 0
+
+    reader.poll = poll
+
+    assert reader.wait_until(lambda records: False, timeout_seconds=1.0) is False
+
+    # Without the pause this loop asked the brokers thousands of times a second.
+    assert len(polls) <= 1.0 / IDLE_WAIT_SECONDS + 2
+
+
+class _StoppedEarlyReader:
+    """A reader that returns no records and did not reach the end of the state topics."""
+
+    def __init__(self, settings, metadata_timeout_seconds: float = 30.0) -> None:
+        self.caught_up = False
+
+    def read_all(self, timeout_seconds: float):
+        from processor.fold.execution import RecordKind
+
+        return {kind: {} for kind in RecordKind}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return None
+
+
+def test_state_command_warns_when_read_stopped_early(monkeypatch, caplog):
+    from processor import cli, state_reader
+
+    monkeypatch.setattr(state_reader, "StateReader", _StoppedEarlyReader)
+
+    assert cli.main(["--bootstrap-servers", "127.0.0.1:9", "state", "--timeout", "0.5"]) == 0
+    assert "before the end of the state topics" in caplog.text
