@@ -86,9 +86,11 @@ def load(path: str | Path) -> dict:
     """Read and validate one ``*.expect.json`` file; raise InvalidFactsFile naming the file and what is wrong."""
     try:
         with Path(path).open(encoding="utf-8") as handle:
-            expected = json.load(handle)
+            expected = json.load(handle, object_pairs_hook=_object_without_duplicate_keys)
     except OSError as error:
         raise InvalidFactsFile(f"failed to read facts file {path}: {error.strerror or error}") from error
+    except _DuplicateKey as error:
+        raise InvalidFactsFile(f"invalid facts file {path}: {error}") from error
     except (ValueError, RecursionError) as error:
         # UnicodeDecodeError is a ValueError too.
         raise InvalidFactsFile(f"facts file {path} is not valid JSON: {error}") from error
@@ -97,6 +99,19 @@ def load(path: str | Path) -> dict:
     if problem:
         raise InvalidFactsFile(f"invalid facts file {path}: {problem}")
     return expected
+
+
+class _DuplicateKey(Exception):
+    """A JSON object of a facts file names one key twice; json keeps only the last value."""
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(f"key {key!r} appears twice in one object")
+        result[key] = value
+    return result
 
 
 def _shape_problem(expected: Any) -> str:
@@ -128,11 +143,23 @@ def expect_path_of(path: str | Path) -> Path:
 
 
 def load_merged(paths: list[Path]) -> dict:
-    """Merge the facts of several ``*.expect.json`` files into one expectation; later files win per key."""
+    """Merge the facts of several ``*.expect.json`` files into one expectation.
+
+    Facts of one record from several files add up. Raises InvalidFactsFile
+    when two files expect different values of the same fact.
+    """
     merged: dict = {}
     for path in paths:
         for kind, entries in load(path).items():
-            merged.setdefault(kind, {}).update(entries)
+            for key, facts in entries.items():
+                stored = merged.setdefault(kind, {}).setdefault(key, {})
+                for fact, expected_value in facts.items():
+                    if fact in stored and stored[fact] != expected_value:
+                        raise InvalidFactsFile(
+                            f"conflicting facts in {path}: {kind} {key} {fact} is expected as {stored[fact]!r} "
+                            f"in an earlier file and as {expected_value!r} here"
+                        )
+                    stored[fact] = expected_value
     return merged
 
 
@@ -149,7 +176,7 @@ def check(expected: Mapping[str, Mapping[str, Mapping[str, Any]]], records: Reco
             state = records[kind].get(key)
             if state is None:
                 # One line per fact, so that the count of failures is the count of facts.
-                failures += [f"{kind.value} {key}: record not found, expected {fact} {wanted!r}" for fact, wanted in facts.items()]
+                failures += [f"{kind.value} {key}: record not found, expected {fact} {value!r}" for fact, value in facts.items()]
                 continue
             for fact, wanted in facts.items():
                 reader = FACT_READERS.get(fact)

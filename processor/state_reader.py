@@ -20,6 +20,10 @@ from processor.fold.execution import RecordKind
 from processor.kafka_clients import client_config, reader_config
 
 
+# Shortest time a request to the brokers may take. A shorter one can time out
+# while the client is still connecting, which looks like a broker that is down.
+MIN_REQUEST_TIMEOUT_SECONDS = 2.0
+
 # How long wait_until pauses after a poll that read nothing.
 IDLE_WAIT_SECONDS = 0.2
 
@@ -59,7 +63,7 @@ class StateReader:
         self._assign(metadata_timeout_seconds)
 
     def _assign(self, timeout_seconds: float) -> None:
-        metadata = self.consumer.list_topics(timeout=timeout_seconds)
+        metadata = self.consumer.list_topics(timeout=max(MIN_REQUEST_TIMEOUT_SECONDS, timeout_seconds))
         missing = [topic for topic in self.kind_by_topic if topic not in metadata.topics]
         if missing:
             raise StateTopicsMissing(missing, self.settings.bootstrap_servers)
@@ -71,13 +75,13 @@ class StateReader:
         self.partition_count = len(assignment)
         self.consumer.assign(assignment)
 
-    def _end_offsets(self) -> dict[tuple[str, int], int]:
+    def _end_offsets(self, timeout_seconds: float) -> dict[tuple[str, int], int]:
         """Return the current end offset of every assigned partition, in one request to the brokers."""
         request = {
             TopicPartition(partition.topic, partition.partition): OffsetSpec.latest()
             for partition in self.consumer.assignment()
         }
-        futures = self.admin.list_offsets(request, request_timeout=30)
+        futures = self.admin.list_offsets(request, request_timeout=max(MIN_REQUEST_TIMEOUT_SECONDS, timeout_seconds))
         return {(partition.topic, partition.partition): future.result().offset for partition, future in futures.items()}
 
     def poll(self, seconds: float) -> int:
@@ -85,7 +89,7 @@ class StateReader:
 
         Returns the number of records read.
         """
-        targets = self._end_offsets()
+        targets = self._end_offsets(seconds)
         deadline = time.monotonic() + seconds
         positions = dict.fromkeys(targets, -1)
         for partition in self.consumer.position(self.consumer.assignment()):

@@ -76,17 +76,34 @@ def test_check_counts_each_fact_of_missing_record():
     assert failures[0] == "workflow p:d:a: record not found, expected phase 'SUCCEEDED'"
 
 
-def test_load_merged_later_file_wins(tmp_path):
+def test_load_merged_adds_facts_of_one_record(tmp_path):
     first = tmp_path / "first.expect.json"
-    first.write_text(json.dumps({"workflow": {"p:d:a": {"phase": "RUNNING"}, "p:d:b": {"phase": "FAILED"}}}))
+    first.write_text(json.dumps({"workflow": {"p:d:a": {"phase": "FAILED"}, "p:d:b": {"phase": "FAILED"}}}))
     second = tmp_path / "second.expect.json"
-    second.write_text(json.dumps({"workflow": {"p:d:a": {"phase": "SUCCEEDED"}}}))
+    second.write_text(json.dumps({"workflow": {"p:d:a": {"node_count": 4}}}))
 
     merged = expectations.load_merged([first, second])
 
-    assert merged["workflow"]["p:d:a"] == {"phase": "SUCCEEDED"}
+    assert merged["workflow"]["p:d:a"] == {"phase": "FAILED", "node_count": 4}
     assert merged["workflow"]["p:d:b"] == {"phase": "FAILED"}
-    assert expectations.fact_count(merged) == 2
+    assert expectations.fact_count(merged) == 3
+
+
+def test_load_merged_rejects_conflicting_facts(tmp_path):
+    first = tmp_path / "first.expect.json"
+    first.write_text(json.dumps({"workflow": {"p:d:a": {"phase": "FAILED"}}}))
+    second = tmp_path / "second.expect.json"
+    second.write_text(json.dumps({"workflow": {"p:d:a": {"phase": "SUCCEEDED"}}}))
+
+    with pytest.raises(InvalidFactsFile, match="conflicting facts in .*second.expect.json"):
+        expectations.load_merged([first, second])
+
+
+def test_load_rejects_duplicate_key(tmp_path):
+    path = write(tmp_path, '{"workflow": {"p:d:a": {"phase": "FAILED", "phase": "SUCCEEDED"}}}')
+
+    with pytest.raises(InvalidFactsFile, match="key 'phase' appears twice"):
+        expectations.load(path)
 
 
 def test_check_command_rejects_invalid_file(tmp_path, capsys):
