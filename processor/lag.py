@@ -15,6 +15,9 @@ from processor.kafka_clients import client_config
 # transaction markers take offsets without being records.
 TRAILING_MARKER_CHECK = 3
 
+# Longest wait for the end offsets; TimeoutError after it.
+RESULT_TIMEOUT_SECONDS = 60.0
+
 
 def consumer_lag(settings: Settings) -> int:
     """Return how many records of the worker's input and repartition partitions lie past its committed offsets."""
@@ -22,7 +25,11 @@ def consumer_lag(settings: Settings) -> int:
     topics = [*settings.topics.inputs, settings.repartition_topic]
     partitions = [TopicPartition(topic, partition) for topic in topics for partition in range(settings.partitions)]
     ends = admin.list_offsets({partition: OffsetSpec.latest() for partition in partitions}, request_timeout=30)
-    end_offsets = {(tp.topic, tp.partition): future.result().offset for tp, future in ends.items()}
+    # librdkafka's request timeout did not always end the wait (an admin
+    # request hung for minutes on a loaded machine), so the wait has its own.
+    end_offsets = {
+        (tp.topic, tp.partition): future.result(timeout=RESULT_TIMEOUT_SECONDS).offset for tp, future in ends.items()
+    }
 
     # A consumer that only reads the group's committed offsets, without
     # joining the group. librdkafka 2.x crashed in its admin
