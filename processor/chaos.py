@@ -157,14 +157,32 @@ def compare(
 
 
 def _differing_fields(reference, got) -> str:
-    """Name the fields that differ, with both values, shortened."""
-    expected_fields = json_format.MessageToDict(reference)
-    got_fields = json_format.MessageToDict(got)
-    parts = []
-    for name in sorted(expected_fields.keys() | got_fields.keys()):
-        if expected_fields.get(name) != got_fields.get(name):
-            parts.append(f"{name} (reference {str(expected_fields.get(name))[:200]}, published {str(got_fields.get(name))[:200]})")
-    return "; ".join(parts)
+    """Name the innermost fields that differ, with both values, shortened."""
+    differences: list[str] = []
+    _collect_differences(json_format.MessageToDict(reference), json_format.MessageToDict(got), "", differences)
+    return "; ".join(
+        f"{path} (reference {str(expected)[:200]}, published {str(actual)[:200]})"
+        for path, expected, actual in differences[:MAX_LISTED_DIFFERENCES]
+    )
+
+
+# Differing fields named per mismatch; a record that differs everywhere would flood the report.
+MAX_LISTED_DIFFERENCES = 5
+
+
+def _collect_differences(expected, actual, path: str, differences: list) -> None:
+    """Append (path, expected, actual) for each leaf where the two JSON values differ."""
+    if expected == actual:
+        return
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        for name in sorted(expected.keys() | actual.keys()):
+            _collect_differences(expected.get(name), actual.get(name), f"{path}.{name}" if path else name, differences)
+        return
+    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
+        for index, (left, right) in enumerate(zip(expected, actual)):
+            _collect_differences(left, right, f"{path}[{index}]", differences)
+        return
+    differences.append((path, expected, actual))
 
 
 def _extra_applications(kind: RecordKind, reference, got) -> int:
@@ -188,8 +206,10 @@ class ScenarioRunner:
         seed: int = 7,
         broker: Optional[LocalBroker] = None,
         partitions: int = 4,
+        standby_replicas: int = Settings.standby_replicas,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.standby_replicas = standby_replicas
         self.workdir = workdir
         self.executions = executions
         self.seed = seed
@@ -207,6 +227,7 @@ class ScenarioRunner:
             retention_seconds=CHAOS_RETENTION_SECONDS,
             # Several workers share this host; none serves metrics.
             metrics_port=0,
+            standby_replicas=self.standby_replicas,
         )
         settings = base.with_topic_prefix(prefix)
         return settings.replace(**changes) if changes else settings
