@@ -254,20 +254,20 @@ def test_bad_batch_setting(monkeypatch, name, value):
         Settings.from_env()
 
 
-def test_standby_replicas_default_zero(monkeypatch):
+def test_standby_replicas_default_one(monkeypatch):
     monkeypatch.delenv("FLYTE_STATE_STANDBY_REPLICAS", raising=False)
 
-    assert Settings.from_env().standby_replicas == 0
+    assert Settings.from_env().standby_replicas == 1
 
 
 def test_standby_replicas_reach_the_faust_app(monkeypatch, tmp_path):
     from topologies.execution_state import build_app
 
-    monkeypatch.setenv("FLYTE_STATE_STANDBY_REPLICAS", "1")
+    monkeypatch.setenv("FLYTE_STATE_STANDBY_REPLICAS", "0")
     settings = Settings.from_env().replace(state_dir=tmp_path)
 
-    assert settings.to_env()["FLYTE_STATE_STANDBY_REPLICAS"] == "1"
-    assert build_app(settings).conf.table_standby_replicas == 1
+    assert settings.to_env()["FLYTE_STATE_STANDBY_REPLICAS"] == "0"
+    assert build_app(settings).conf.table_standby_replicas == 0
 
 
 @pytest.mark.parametrize("value", ["-1", "one"])
