@@ -12,7 +12,7 @@ from google.protobuf.message import DecodeError
 
 from processor.config import Settings
 from processor.dashboard.cache import StateCache
-from processor.state_reader import StateReader
+from processor.state_reader import StateReader, StateTopicsMissing
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,9 @@ BATCH_SIZE = 500
 # Seconds between attempts to assign the state topics while they are missing
 # or the brokers cannot be reached.
 RETRY_SECONDS = 5.0
+
+# Timeout of each request for metadata and end offsets, as the state command's default.
+REQUEST_TIMEOUT_SECONDS = 30.0
 
 # Seconds between two log lines about the same kind of consumer error.
 ERROR_LOG_INTERVAL_SECONDS = 60.0
@@ -45,7 +48,7 @@ class StateFollower(StateReader):
         self._has_error = False
         super().__init__(settings)
 
-    def _assign(self) -> None:
+    def _assign(self, timeout_seconds: float) -> None:
         # StateReader.__init__ assigns at once and raises when a topic is
         # missing; the follower assigns in its thread and retries instead.
         pass
@@ -78,9 +81,10 @@ class StateFollower(StateReader):
         """Assign every state topic partition and return their end offsets; None when stopped first."""
         while not self._stop.is_set():
             try:
-                StateReader._assign(self)
-                targets = self._end_offsets()
-            except KafkaException as error:
+                StateReader._assign(self, REQUEST_TIMEOUT_SECONDS)
+                targets = self._end_offsets(REQUEST_TIMEOUT_SECONDS)
+            except (KafkaException, StateTopicsMissing) as error:
+                # Missing topics appear once a worker starts, so they are retried too.
                 message = f"cannot read the state topics from {self.settings.bootstrap_servers}: {error}"
                 self._set_error(message)
                 self._log_error("assign", "%s; retrying every %.0f s", message, self.retry_seconds)

@@ -362,3 +362,29 @@ def test_list_pages_through_10000(page):
 
     # Loose bound: the page fetches and renders 100 rows, never all 10,000.
     assert loaded_seconds < 10
+
+
+def test_dashboard_waits_for_missing_topics(kafka_bootstrap, tmp_path):
+    from processor.topics import ensure_topics
+    from support import isolated_settings
+
+    # Topics that no worker has created yet: the dashboard must keep retrying, not stop.
+    settings = isolated_settings(kafka_bootstrap, tmp_path / "state")
+    process = DashboardProcess(settings, tmp_path / "dashboard.log").start()
+    try:
+        body = None
+        deadline = time.monotonic() + DASHBOARD_START_SECONDS
+        while body is None and time.monotonic() < deadline:
+            assert process.process.poll() is None, process.log_tail()
+            try:
+                status, body = get_json(f"{process.url}/api/status")
+            except OSError:
+                time.sleep(0.3)
+        assert body is not None, process.log_tail()
+        assert body["ready"] is False
+
+        ensure_topics(settings)
+        process.wait_ready(DASHBOARD_START_SECONDS)
+    finally:
+        exit_code = process.stop()
+    assert exit_code == 0, process.log_tail()
