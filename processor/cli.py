@@ -116,7 +116,8 @@ def command_check(args: argparse.Namespace) -> int:
     except expectations.InvalidFactsFile as error:
         print(error, file=sys.stderr)
         return 2
-    if expectations.fact_count(expected) == 0:
+    fact_total = expectations.fact_count(expected)
+    if fact_total == 0:
         print(f"no facts in {', '.join(map(str, paths))}: nothing to check", file=sys.stderr)
         return 2
 
@@ -138,11 +139,11 @@ def command_check(args: argparse.Namespace) -> int:
         )
 
     if failures:
-        print(f"{len(failures)} of {expectations.fact_count(expected)} expected facts do not hold after {args.timeout:g} s:")
+        print(f"{len(failures)} of {fact_total} expected facts do not hold after {args.timeout:g} s:")
         for failure in failures:
             print(f"  {failure}")
         return 1
-    print(f"all {expectations.fact_count(expected)} expected facts hold")
+    print(f"all {fact_total} expected facts hold")
     return 0
 
 

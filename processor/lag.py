@@ -15,7 +15,7 @@ from processor.kafka_clients import client_config
 # transaction markers take offsets without being records.
 TRAILING_MARKER_CHECK = 3
 
-# Longest wait for the end offsets; TimeoutError after it.
+# Maximum wait for the end offsets, after which future.result raises TimeoutError.
 RESULT_TIMEOUT_SECONDS = 60.0
 
 

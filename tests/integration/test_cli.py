@@ -49,8 +49,8 @@ def test_publish_piped_has_no_bar(module_settings):
     assert "events/s" not in result.stderr
 
 
-def test_state_names_missing_topics_instead_of_the_broker(kafka_bootstrap, tmp_path):
-    # A prefix that no worker has used: the broker answers, but has none of its state topics.
+def test_state_names_missing_topics(kafka_bootstrap, tmp_path):
+    # A prefix that no worker has used: the broker responds, but has none of its state topics.
     settings = isolated_settings(kafka_bootstrap, tmp_path / "state")
 
     result = run_cli(settings, "state")

@@ -53,7 +53,7 @@ def test_state_shows_one_execution(module_settings, module_worker):
     assert "NODE / TASK" in result.stdout
 
 
-def test_check_command_confirms_the_stream_facts(module_settings, module_worker):
+def test_check_confirms_stream_facts(module_settings, module_worker):
     stream = stream_files()[0]
     EventPublisher(module_settings).publish_files([str(stream)])
 
@@ -65,7 +65,7 @@ def test_check_command_confirms_the_stream_facts(module_settings, module_worker)
     assert f"all {facts} expected facts hold" in result.stdout
 
 
-def test_check_command_lists_a_fact_that_does_not_hold(module_settings, module_worker, tmp_path):
+def test_check_lists_failed_fact(module_settings, module_worker, tmp_path):
     stream = stream_files()[0]
     EventPublisher(module_settings).publish_files([str(stream)])
     expected = expectations.load(stream.with_suffix(".expect.json"))
