@@ -38,7 +38,7 @@ from processor.routing import (
     partition_for_key,
 )
 from topologies.faust_fixes import apply_commit_gap_fix, apply_uncommitted_seek_fix
-from topologies.state_producer import Delivery, StateRecordProducer
+from topologies.state_producer import Delivery, StateRecordError, StateRecordProducer
 from topologies.table_store import StateStoreError, TableStateStore, TableWriter
 from topologies.worker_metrics import WorkerGauges, start_metrics_server
 
@@ -55,6 +55,10 @@ EXIT_PUBLISH_FAILED = 70
 # published once more per event that touches it, so the bound costs writes,
 # not correctness. Each takes an estimated 150 bytes.
 MAX_REMEMBERED_PUBLISHED_RECORDS = 500_000
+
+# How long a revocation waits for the records of unconfirmed batches. The
+# group's rebalance waits for it, so the wait is bounded.
+REVOCATION_CONFIRM_SECONDS = 30.0
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -218,8 +222,29 @@ class ExecutionStateTopology:
         app.timer(settings.retention_sweep_seconds, on_leader=False)(self._request_retention_sweeps)
 
         self.assigned_at = time.monotonic()
+        app.on_partitions_revoked.connect(self._on_partitions_revoked)
         app.on_partitions_assigned.connect(self._on_partitions_assigned)
         self.tables[RecordKind.WORKFLOW].on_recover(self._log_recovery)
+
+    async def _on_partitions_revoked(self, sender, revoked, **kwargs) -> None:
+        """Wait until Kafka has confirmed every record produced so far, before the group moves the partitions.
+
+        A record that arrived later could land in a changelog after the
+        partition's next owner has recovered the table and written newer
+        values, and the owner after that would recover the older value. The
+        batches stay unacknowledged: their owners fold their events again.
+        """
+        for written in list(self.unconfirmed):
+            try:
+                await asyncio.wait_for(self.state_producer.confirm(written.delivery), REVOCATION_CONFIRM_SECONDS)
+            except (asyncio.TimeoutError, StateRecordError) as error:
+                log.warning(
+                    "records of a batch of %d events were not confirmed before %d partitions were revoked: %s",
+                    len(written.batch.events),
+                    len(revoked),
+                    error or "timed out",
+                )
+                return
 
     async def _on_partitions_assigned(self, sender, assigned, **kwargs) -> None:
         self.assigned_at = time.monotonic()
@@ -236,9 +261,6 @@ class ExecutionStateTopology:
                     unacknowledged,
                 )
                 self.batch = _Batch()
-                # NOTE: records of the dropped batches may still reach Kafka after a new
-                # owner has recovered and rewritten their keys. Not verified as the cause
-                # of the events the scaling fault scenario sometimes loses.
                 self.unconfirmed.clear()
             self.store.discard()
             self.replay_until.clear()
