@@ -37,7 +37,7 @@ from processor.routing import (
     header_value,
     partition_for_key,
 )
-from topologies.faust_fixes import apply_commit_gap_fix, apply_uncommitted_seek_fix
+from topologies.faust_fixes import apply_offset_fixes
 from topologies.state_producer import Delivery, StateRecordError, StateRecordProducer
 from topologies.table_store import StateStoreError, TableStateStore, TableWriter
 from topologies.worker_metrics import WorkerGauges, start_metrics_server
@@ -62,8 +62,7 @@ REVOCATION_CONFIRM_SECONDS = 30.0
 
 
 def build_app(settings: Settings) -> faust.App:
-    apply_commit_gap_fix()
-    apply_uncommitted_seek_fix()
+    apply_offset_fixes()
 
     # faust opens its data directory without creating missing parents.
     settings.state_dir.mkdir(parents=True, exist_ok=True)

@@ -1,80 +1,299 @@
 """Fixes for faust-streaming 0.15.3's offsets, applied when the worker builds its app.
 
-Commits after gaps: faust marks the offsets between two records as a gap when they are not
-consecutive (transaction markers and compacted records leave such gaps), and
-its gap ranges include the next record's offset. That record's offset then
-reaches the list of acknowledged offsets twice. ``Consumer._new_offset``
-commits only the first run of consecutive offsets, and a duplicate ends each
-run, so the committed offset falls behind and, once a duplicate sits below
-the committed offset, stops for good. faust-streaming's tracker has the same
-kind of stall as issue 606, "Wrong offset commit in case of gaps".
+Each fix replaces one method of faust's consumer classes, once per process.
+Together they keep one promise that faust's own code breaks in several
+places: the committed offset of an input partition never passes a record
+that the agent has not acknowledged, unless the log contains no record at that
+offset (a transaction marker, for example).
 
-The fix removes duplicates and offsets below the committed one before faust's
-own computation runs. It adds no offset to the acknowledged list, so it never
-commits past a record that the agent has not handled; the replay in
-tests/unit/test_faust_fixes.py checks that.
+Contiguous commits: faust commits the first run of consecutive acknowledged
+offsets, after adding the offsets of its recorded gaps. Its gap ranges
+include the offset of the record that follows the gap, it treats the
+committed offset (the next offset to read) as read, and it commits past a
+single missing offset at the head of the run. Depending on the order of
+acknowledgements the committed offset then stalls for good (faust-streaming
+issue 606, "Wrong offset commit in case of gaps", describes the stall) or
+passes a record still in the agent's batch. The fix commits up to the first
+offset that is neither acknowledged nor inside a gap.
 
-Partitions without a committed offset: faust's fetcher drops records that
-aiokafka returned after a rebalance began, or for partitions it does not
-count as active yet, while aiokafka has already moved its position past
-them. After each rebalance faust seeks every partition back to its
-committed offset, but aiokafka leaves a partition without one where it is.
-A worker that joins a new consumer group while another one folds a backlog
-then starts such partitions at their end, and their earlier events are
-never folded. The fix seeks these partitions to their earliest offset, as
-the worker's ``auto.offset.reset`` of earliest promises.
+Stream positions: records fetched before a seek reached the streams after
+it, faust recorded the jump as a gap, and the records in between were
+committed unread. topologies/stream_positions.py decides which fetched
+records are handed over, and only it records gaps for input partitions.
+
+Partitions without a committed offset: after each rebalance faust seeks
+every partition back to its committed offset, but leaves a partition
+without one where the consumer happens to be. A worker that joins a new
+consumer group while another one folds a backlog then starts such
+partitions at their end, and their earlier events are never folded. The fix
+seeks these partitions to their earliest offset, as the worker's
+``auto.offset.reset`` of earliest promises.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+from typing import Optional
 
-from faust.transport.consumer import Consumer
+from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+from faust.types import TP
+from intervaltree import IntervalTree
+
+from topologies.stream_positions import StreamPositions, Verdict
+
+log = logging.getLogger(__name__)
 
 # Set on each wrapper, so that a second call of a fix finds it applied.
 _PATCHED_MARK = "_flyte_state_patched"
 
+# Name of the consumer attribute that stores its StreamPositions.
+_POSITIONS_ATTRIBUTE = "_flyte_state_stream_positions"
 
-def _wrap_once(name: str, make_wrapper) -> None:
-    """Replace ``Consumer.<name>`` with ``make_wrapper(original)``, unless an earlier call did."""
-    original = getattr(Consumer, name)
+
+def _wrap_once(cls: type, name: str, make_wrapper) -> None:
+    """Replace ``cls.<name>`` with ``make_wrapper(original)``, unless an earlier call did."""
+    original = getattr(cls, name)
     if getattr(original, _PATCHED_MARK, False):
         return
 
     wrapper = functools.wraps(original)(make_wrapper(original))
     setattr(wrapper, _PATCHED_MARK, True)
-    setattr(Consumer, name, wrapper)
+    setattr(cls, name, wrapper)
 
 
-def apply_commit_gap_fix() -> None:
-    """Wrap faust's Consumer._new_offset once per process."""
+def apply_offset_fixes() -> None:
+    """Apply every fix of this module; the worker calls it before it builds its app."""
+    apply_contiguous_commit_fix()
+    apply_stream_position_fix()
+
+
+# Contiguous commits ------------------------------------------------------------
+
+
+def contiguous_commit_offset(acked: list[int], gaps: IntervalTree, committed: Optional[int]) -> Optional[int]:
+    """Return the offset to commit: the first offset from ``committed`` on that is neither acknowledged nor in a gap.
+
+    ``committed`` is the next offset to read, None when the partition has
+    none, and then the run starts at the lowest acknowledged offset. Returns
+    None when the run does not move past ``committed``.
+    """
+    done = set(acked)
+    if not done:
+        return None
+    start = committed if committed is not None else min(done)
+
+    position = start
+    while True:
+        if position in done:
+            position += 1
+            continue
+        covering = gaps.at(position)
+        if covering:
+            position = max(interval.end for interval in covering)
+            continue
+        break
+
+    if position == start and committed is not None:
+        return None
+    return position
+
+
+def apply_contiguous_commit_fix() -> None:
+    """Replace faust's Consumer._new_offset once per process."""
 
     def make_wrapper(original):
-        def new_offset_without_duplicates(self, tp):
+        def new_offset_contiguous(self, tp):
             acked = self._acked[tp]
-            if acked:
-                committed = self._committed_offset[tp]
-                unique = sorted({offset for offset in acked if committed is None or offset >= committed})
-                acked[:] = unique
-                self._acked_index[tp].intersection_update(unique)
-            return original(self, tp)
+            gaps = self._gap[tp]
+            offset = contiguous_commit_offset(acked, gaps, self._committed_offset[tp])
+            if offset is None:
+                return None
 
-        return new_offset_without_duplicates
+            # Forget what the commit covers; later acknowledgements below it
+            # are ignored by faust's ack().
+            remaining = [acked_offset for acked_offset in acked if acked_offset >= offset]
+            acked[:] = remaining
+            self._acked_index[tp].intersection_update(remaining)
+            if gaps:
+                gaps.chop(0, offset)
+            return offset
 
-    _wrap_once("_new_offset", make_wrapper)
+        return new_offset_contiguous
+
+    _wrap_once(Consumer, "_new_offset", make_wrapper)
 
 
-def apply_uncommitted_seek_fix() -> None:
-    """Wrap faust's Consumer.perform_seek once per process."""
+# Stream positions --------------------------------------------------------------
 
-    def make_wrapper(original):
-        async def perform_seek_with_earliest_for_uncommitted(self):
+
+def stream_positions_of(consumer) -> StreamPositions:
+    """Return the consumer's StreamPositions, created on first use."""
+    positions = consumer.__dict__.get(_POSITIONS_ATTRIBUTE)
+    if positions is None:
+        positions = consumer.__dict__[_POSITIONS_ATTRIBUTE] = StreamPositions()
+    return positions
+
+
+def _is_stream_partition(consumer, tp: TP) -> bool:
+    # Input topics are the ones whose records agents acknowledge; changelog
+    # records go to table recovery and are never acknowledged.
+    return consumer.app.topics.acks_enabled_for(tp.topic)
+
+
+def _record_gap(consumer, tp: TP, first: int, end: int) -> None:
+    """Record offsets ``first`` up to but excluding ``end`` as holding no record."""
+    gaps = consumer._gap[tp]
+    gaps.addi(first, end)
+    gaps.merge_overlaps()
+
+
+async def checked_records(consumer, records):
+    """Yield the (tp, message) pairs of ``records`` that StreamPositions delivers, and seek partitions back where it returns SEEK_BACK."""
+    positions = stream_positions_of(consumer)
+    async for tp, message in records:
+        if not _is_stream_partition(consumer, tp):
+            yield tp, message
+            continue
+
+        expected = positions.expected.get(tp)
+        verdict = positions.check(tp, message.offset)
+        if verdict is Verdict.DELIVER:
+            if expected is not None and message.offset > expected:
+                _record_gap(consumer, tp, expected, message.offset)
+            yield tp, message
+        elif verdict is Verdict.SEEK_BACK:
+            log.warning(
+                "fetched %s[%d]@%d where offset %d was expected; seeking back to %d",
+                tp.topic,
+                tp.partition,
+                message.offset,
+                expected,
+                expected,
+            )
+            await _seek_back(consumer, positions, tp)
+
+    # Expected after a rebalance, whose seek overlaps a fetch.
+    for tp in positions.finish_fetch():
+        log.info(
+            "seeking %s[%d] back to %d: the last fetch returned records from there on that were not handed to the agent",
+            tp.topic,
+            tp.partition,
+            positions.expected[tp],
+        )
+        await _seek_back(consumer, positions, tp)
+
+
+async def _seek_back(consumer, positions: StreamPositions, tp: TP) -> None:
+    """Seek ``tp`` to its expected offset; a partition revoked meanwhile is forgotten."""
+    offset = positions.expected[tp]
+    try:
+        await consumer.seek(tp, offset)
+    except Exception as error:
+        # The next assignment's seek sets the position again.
+        log.warning("cannot seek %s[%d] back to %d: %r", tp.topic, tp.partition, offset, error)
+        positions.forget([tp])
+        return
+    positions.seek_back_done(tp)
+
+
+def apply_stream_position_fix() -> None:
+    """Wrap faust's getmany, seeks, gap records and revocation once per process.
+
+    The wrapped perform_seek also seeks partitions without a committed
+    offset to their earliest offset.
+    """
+
+    def make_fetch(original):
+        async def fetch_with_offsets_recorded(self, active_partitions, timeout):
+            positions = stream_positions_of(self)
+            positions.begin_fetch()
+            records = await original(self, active_partitions, timeout)
+            positions.start_fetch(
+                {
+                    tp: [record.offset for record in partition_records]
+                    for tp, partition_records in records.items()
+                    if _is_stream_partition(self, tp)
+                }
+            )
+            return records
+
+        return fetch_with_offsets_recorded
+
+    def make_getmany(original):
+        async def getmany_checked(self, timeout):
+            async for tp, message in checked_records(self, original(self, timeout)):
+                yield tp, message
+
+        return getmany_checked
+
+    def make_seek(original):
+        async def seek_recorded(self, partition, offset):
+            await original(self, partition, offset)
+            if _is_stream_partition(self, partition):
+                stream_positions_of(self).sought(partition, offset)
+
+        return seek_recorded
+
+    def make_seek_wait(original):
+        async def seek_wait_recorded(self, partitions):
+            await original(self, partitions)
+            positions = stream_positions_of(self)
+            for tp, offset in partitions.items():
+                if _is_stream_partition(self, tp):
+                    positions.sought(tp, offset)
+
+        return seek_wait_recorded
+
+    def make_perform_seek(original):
+        async def perform_seek_recorded(self):
+            positions = stream_positions_of(self)
+            stream_partitions = [tp for tp in self.assignment() if _is_stream_partition(self, tp)]
+            # Until the seek is done, records of these partitions may come
+            # from either side of it, so none is handed over.
+            positions.forget(stream_partitions)
+
             await original(self)
             await seek_uncommitted_to_earliest(self)
 
-        return perform_seek_with_earliest_for_uncommitted
+            for tp in stream_partitions:
+                committed = self._committed_offset.get(tp)
+                if committed is not None:
+                    positions.sought(tp, committed)
+                elif tp not in positions.expected:
+                    # No committed offset and no earliest seek (an
+                    # auto.offset.reset other than earliest): the consumer
+                    # keeps its position, so its next record is taken as is.
+                    positions.sought(tp, None)
 
-    _wrap_once("perform_seek", make_wrapper)
+        return perform_seek_recorded
+
+    def make_add_gap(original):
+        async def add_gap_of_changelogs_only(self, tp, offset_from, offset_to):
+            # checked_records records the gaps of input partitions itself.
+            if _is_stream_partition(self, tp):
+                return
+            await original(self, tp, offset_from, offset_to)
+
+        return add_gap_of_changelogs_only
+
+    def make_on_partitions_revoked(original):
+        async def on_partitions_revoked_forgetting(self, revoked):
+            stream_positions_of(self).forget(revoked)
+            await original(self, revoked)
+
+        return on_partitions_revoked_forgetting
+
+    _wrap_once(ThreadDelegateConsumer, "_getmany", make_fetch)
+    _wrap_once(Consumer, "getmany", make_getmany)
+    _wrap_once(Consumer, "seek", make_seek)
+    _wrap_once(ThreadDelegateConsumer, "seek_wait", make_seek_wait)
+    _wrap_once(Consumer, "perform_seek", make_perform_seek)
+    _wrap_once(Consumer, "_add_gap", make_add_gap)
+    _wrap_once(Consumer, "on_partitions_revoked", make_on_partitions_revoked)
+
+
+# Partitions without a committed offset ------------------------------------------
 
 
 async def seek_uncommitted_to_earliest(consumer) -> list:

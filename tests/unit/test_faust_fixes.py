@@ -1,4 +1,4 @@
-"""faust's commit offsets after gaps and its seeks of uncommitted partitions, with the fixes the worker applies."""
+"""faust's commit offsets, its seeks and its hand-over of fetched records, with the fixes the worker applies."""
 
 from __future__ import annotations
 
@@ -12,9 +12,25 @@ from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from topologies.faust_fixes import apply_commit_gap_fix, apply_uncommitted_seek_fix, seek_uncommitted_to_earliest
+from topologies.faust_fixes import (
+    apply_contiguous_commit_fix,
+    apply_stream_position_fix,
+    checked_records,
+    contiguous_commit_offset,
+    seek_uncommitted_to_earliest,
+    stream_positions_of,
+)
 
-ORIGINAL_NEW_OFFSET = getattr(Consumer._new_offset, "__wrapped__", Consumer._new_offset)
+
+def original(method):
+    """Return faust's own method under the wrappers of the fixes."""
+    while hasattr(method, "__wrapped__"):
+        method = method.__wrapped__
+    return method
+
+
+ORIGINAL_NEW_OFFSET = original(Consumer._new_offset)
+ORIGINAL_ADD_GAP = original(Consumer._add_gap)
 
 
 class OffsetBook:
@@ -27,10 +43,24 @@ class OffsetBook:
         self._committed_offset = defaultdict(lambda: None)
         self.new_offset = new_offset
 
-    _add_gap = Consumer._add_gap
 
 
-async def replay_transactional_partition(seed: int, new_offset) -> tuple[int, int, list[str]]:
+async def faust_gap(book: OffsetBook, tp, previous: int, offset: int) -> None:
+    """Record a gap as faust's fetcher does: from the offset after ``previous`` through ``offset`` itself.
+
+    faust records no gap after the record at offset 0, because it tests the
+    last read offset for truth.
+    """
+    if previous:
+        await ORIGINAL_ADD_GAP(book, tp, previous + 1, offset)
+
+
+async def fixed_gap(book: OffsetBook, tp, previous: int, offset: int) -> None:
+    """Record a gap as the stream position fix does: the offsets between the two records only."""
+    book._gap[tp].addi(previous + 1, offset)
+
+
+async def replay_transactional_partition(seed: int, new_offset, record_gap) -> tuple[int, int, list[str]]:
     """Feed one partition whose transactions end in a commit marker; return (committed, end, violations).
 
     Records are handled in order, acknowledged in bursts, and commits are
@@ -50,8 +80,8 @@ async def replay_transactional_partition(seed: int, new_offset) -> tuple[int, in
     read_offset = None
     pending = []
     for offset in offsets:
-        if read_offset and offset - read_offset > 1:
-            await book._add_gap(tp, read_offset + 1, offset)
+        if read_offset is not None and offset - read_offset > 1:
+            await record_gap(book, tp, read_offset, offset)
         read_offset = offset
         pending.append(offset)
 
@@ -78,7 +108,7 @@ async def replay_transactional_partition(seed: int, new_offset) -> tuple[int, in
 
 
 def test_unfixed_commit_stalls_after_gaps():
-    results = [asyncio.run(replay_transactional_partition(seed, ORIGINAL_NEW_OFFSET)) for seed in range(50)]
+    results = [asyncio.run(replay_transactional_partition(seed, ORIGINAL_NEW_OFFSET, faust_gap)) for seed in range(50)]
     stalled = [seed for seed, (committed, end, _) in enumerate(results) if committed != end]
 
     assert stalled, "faust's own computation no longer stalls; the fix may be removed"
@@ -86,21 +116,61 @@ def test_unfixed_commit_stalls_after_gaps():
 
 @pytest.mark.parametrize("seed", range(200))
 def test_fixed_commit_reaches_end(seed):
-    apply_commit_gap_fix()
+    apply_contiguous_commit_fix()
 
-    committed, end, violations = asyncio.run(replay_transactional_partition(seed, Consumer._new_offset))
+    committed, end, violations = asyncio.run(replay_transactional_partition(seed, Consumer._new_offset, fixed_gap))
 
     assert committed == end
     assert violations == []
 
 
 def test_fix_applied_once():
-    apply_commit_gap_fix()
+    apply_contiguous_commit_fix()
     patched = Consumer._new_offset
 
-    apply_commit_gap_fix()
+    apply_contiguous_commit_fix()
 
     assert Consumer._new_offset is patched
+
+
+def test_unfixed_commit_passes_missing_head():
+    # Offset 10 is still in the agent's batch when 11 and 12 are acknowledged.
+    book = OffsetBook(ORIGINAL_NEW_OFFSET)
+    book._committed_offset["partition"] = 10
+    book._acked["partition"].extend([11, 12])
+
+    assert book.new_offset(book, "partition") == 13
+
+
+def test_contiguous_commit_waits_for_head():
+    assert contiguous_commit_offset([11, 12], IntervalTree(), committed=10) is None
+
+
+def test_contiguous_commit_through_acked_and_gaps():
+    gaps = IntervalTree()
+    gaps.addi(12, 14)
+
+    assert contiguous_commit_offset([10, 11, 14, 16], gaps, committed=10) == 15
+
+
+def test_contiguous_commit_gap_at_head():
+    # A transaction marker sits at the committed offset.
+    gaps = IntervalTree()
+    gaps.addi(10, 11)
+
+    assert contiguous_commit_offset([11, 12], gaps, committed=10) == 13
+
+
+def test_contiguous_commit_without_committed_offset():
+    assert contiguous_commit_offset([3, 4, 6], IntervalTree(), committed=None) == 5
+
+
+def test_contiguous_commit_ignores_offsets_below_committed():
+    assert contiguous_commit_offset([5, 6, 10], IntervalTree(), committed=10) == 11
+
+
+def test_contiguous_commit_nothing_acked():
+    assert contiguous_commit_offset([], IntervalTree(), committed=10) is None
 
 
 class SeekingConsumer:
@@ -142,10 +212,128 @@ def test_seek_respects_latest_reset():
     assert consumer.seeks == {}
 
 
-def test_seek_fix_applied_once():
-    apply_uncommitted_seek_fix()
+def test_stream_position_fix_applied_once():
+    apply_stream_position_fix()
     patched = Consumer.perform_seek
 
-    apply_uncommitted_seek_fix()
+    apply_stream_position_fix()
 
     assert Consumer.perform_seek is patched
+
+
+class FetchingConsumer:
+    """The consumer attributes that checked_records reads, with the seeks it made."""
+
+    def __init__(self, stream_topics=("events",)) -> None:
+        self.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: topic in stream_topics))
+        self._gap = defaultdict(IntervalTree)
+        self.seeks = []
+
+    async def seek(self, tp, offset):
+        # faust's seek, with the stream position fix's wrapper.
+        self.seeks.append({tp: offset})
+        stream_positions_of(self).sought(tp, offset)
+
+
+async def handed_over(consumer, fetched):
+    """Run one fetch of ``fetched`` (tp, offset) pairs through checked_records; return the offsets it yields."""
+    positions = stream_positions_of(consumer)
+    positions.begin_fetch()
+    by_partition = defaultdict(list)
+    for tp, offset in fetched:
+        by_partition[tp].append(offset)
+    positions.start_fetch(by_partition)
+
+    async def records():
+        for tp, offset in fetched:
+            yield tp, SimpleNamespace(offset=offset)
+
+    return [(tp, message.offset) async for tp, message in checked_records(consumer, records())]
+
+
+def test_checked_records_stale_fetch_sought_back():
+    events = TP("events", 0)
+    consumer = FetchingConsumer()
+    stream_positions_of(consumer).sought(events, 16)
+
+    delivered = asyncio.run(handed_over(consumer, [(events, 385), (events, 386)]))
+
+    assert delivered == []
+    assert consumer.seeks == [{events: 16}]
+    assert not consumer._gap[events]
+
+
+def test_checked_records_marker_recorded_as_gap():
+    events = TP("events", 0)
+    consumer = FetchingConsumer()
+    stream_positions_of(consumer).sought(events, 5)
+
+    delivered = asyncio.run(handed_over(consumer, [(events, 5), (events, 7)]))
+
+    assert delivered == [(events, 5), (events, 7)]
+    assert sorted((interval.begin, interval.end) for interval in consumer._gap[events]) == [(6, 7)]
+    assert consumer.seeks == []
+
+
+def test_checked_records_pass_changelog_records():
+    changelog = TP("table-changelog", 0)
+    consumer = FetchingConsumer()
+
+    delivered = asyncio.run(handed_over(consumer, [(changelog, 40), (changelog, 90)]))
+
+    assert delivered == [(changelog, 40), (changelog, 90)]
+
+
+class SeekFailingConsumer(FetchingConsumer):
+    async def seek(self, tp, offset):
+        raise RuntimeError("partition not assigned")
+
+
+def test_checked_records_forget_partition_seek_back_fails():
+    events = TP("events", 0)
+    consumer = SeekFailingConsumer()
+    stream_positions_of(consumer).sought(events, 16)
+
+    delivered = asyncio.run(handed_over(consumer, [(events, 385)]))
+
+    assert delivered == []
+    assert events not in stream_positions_of(consumer).expected
+
+
+class CommittedSeekConsumer(SeekingConsumer):
+    """A consumer for faust's perform_seek: committed offsets come from seek_to_committed."""
+
+    def __init__(self, assigned, committed, reset="earliest") -> None:
+        super().__init__(assigned, {}, reset)
+        self.app.topics = SimpleNamespace(acks_enabled_for=lambda topic: topic == "events")
+        self.broker_committed = committed
+        self._read_offset = defaultdict(lambda: None)
+
+    async def seek_to_committed(self):
+        return dict(self.broker_committed)
+
+    async def seek(self, tp, offset):
+        await super().seek(tp, offset)
+        stream_positions_of(self).sought(tp, offset)
+
+
+def test_perform_seek_sets_expected_offsets():
+    apply_stream_position_fix()
+    committed, uncommitted, changelog = TP("events", 0), TP("events", 1), TP("app-table-changelog", 0)
+    consumer = CommittedSeekConsumer([committed, uncommitted, changelog], {committed: 40, uncommitted: None})
+
+    asyncio.run(Consumer.perform_seek(consumer))
+
+    positions = stream_positions_of(consumer)
+    assert positions.expected == {committed: 40, uncommitted: 5}
+    assert consumer.seeks == {uncommitted: 5}
+
+
+def test_perform_seek_latest_reset_accepts_next_record():
+    apply_stream_position_fix()
+    uncommitted = TP("events", 1)
+    consumer = CommittedSeekConsumer([uncommitted], {uncommitted: None}, reset="latest")
+
+    asyncio.run(Consumer.perform_seek(consumer))
+
+    assert stream_positions_of(consumer).accepting_any == {uncommitted}
