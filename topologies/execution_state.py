@@ -7,12 +7,10 @@ module only moves records between Kafka and those functions.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass
 
 import faust
 import uvloop
@@ -22,8 +20,7 @@ from processor import metrics, retention
 from processor.config import Settings
 from processor.events import DeadLetterReason
 from processor.fold.execution import ExecutionFolder, RecordId, RecordKind, StateChange
-from processor.fold.public import public_bytes
-from processor.fold.write_back import PendingWrite, WriteBackStore
+from processor.fold.write_back import WriteBackStore
 from processor.messages import WorkflowExecutionState
 from processor.security import faust_broker_credentials
 from processor.topics import TABLE_NAMES
@@ -37,8 +34,9 @@ from processor.routing import (
     header_value,
     partition_for_key,
 )
+from topologies.batch_pipeline import Batch, BatchPipeline
 from topologies.faust_fixes import apply_offset_fixes
-from topologies.state_producer import Delivery, StateRecordError, StateRecordProducer
+from topologies.state_producer import StateRecordError, StateRecordProducer
 from topologies.table_store import StateStoreError, TableStateStore, TableWriter
 from topologies.worker_metrics import WorkerGauges, start_metrics_server
 
@@ -95,7 +93,6 @@ def build_app(settings: Settings) -> faust.App:
 _EVENTS_CONSUMED = metrics.LabelledSeries(metrics.EVENTS_CONSUMED)
 _EVENTS_FOLDED = metrics.LabelledSeries(metrics.EVENTS_FOLDED)
 _FOLD_SECONDS = metrics.LabelledSeries(metrics.FOLD_SECONDS)
-_STATE_RECORDS_PUBLISHED = metrics.LabelledSeries(metrics.STATE_RECORDS_PUBLISHED)
 
 
 class _LogLimiter:
@@ -116,37 +113,6 @@ class _LogLimiter:
             self.counts = {}
         self.counts[reason] = self.counts.get(reason, 0) + 1
         return self.counts[reason] <= self.per_minute
-
-
-@dataclass
-class _Batch:
-    """Events folded since the last write, and the last change of each record they changed."""
-
-    events: list = field(default_factory=list)
-    event_of_partition: dict[int, object] = field(default_factory=dict)
-    changes: dict[tuple[RecordKind, str], StateChange] = field(default_factory=dict)
-    started_at: float = 0.0
-
-    def add_event(self, event, partition: int) -> None:
-        if not self.events:
-            self.started_at = time.monotonic()
-        self.events.append(event)
-        self.event_of_partition[partition] = event
-
-    def add_changes(self, changes: list[StateChange]) -> None:
-        for change in changes:
-            self.changes[(change.kind, change.key)] = change
-
-
-@dataclass(frozen=True)
-class _WrittenBatch:
-    """A batch whose records were produced, with the table writes and their serialized values, until confirmed."""
-
-    batch: _Batch
-    writes: list[PendingWrite]
-    values: list[Optional[bytes]]
-    delivery: Delivery
-    written_at: float
 
 
 @dataclass
@@ -191,7 +157,8 @@ class ExecutionStateTopology:
         self.folder = ExecutionFolder(self.store)
         self.state_producer = StateRecordProducer(settings)
         self.table_writer = TableWriter(self.tables, self.state_producer)
-        self.batch = _Batch()
+        self.pipeline = BatchPipeline(self.store, self.table_writer, self.state_producer, self.state_topic_names)
+        self.batch = Batch()
         self.batch_lock = asyncio.Lock()
         # Per input or repartition partition, the high watermark when this
         # worker read its first event after the last assignment. Events
@@ -203,9 +170,6 @@ class ExecutionStateTopology:
         # it folds such events: their state records carry the current value,
         # so the republishing skips them.
         self.published_since_assignment: set[RecordId] = set()
-        # Written batches whose records Kafka has not confirmed yet, oldest
-        # first, with their delivery reports and the time of the write.
-        self.unconfirmed: collections.deque[_WrittenBatch] = collections.deque()
         # The stream that acknowledges events; set when the agent starts.
         self.acking_stream = None
         self.log_limiter = _LogLimiter()
@@ -226,24 +190,22 @@ class ExecutionStateTopology:
         self.tables[RecordKind.WORKFLOW].on_recover(self._log_recovery)
 
     async def _on_partitions_revoked(self, sender, revoked, **kwargs) -> None:
-        """Wait until Kafka has confirmed every record produced so far, before the group moves the partitions.
+        """Stop publishing, and wait until Kafka has confirmed every record produced so far, before the partitions move.
 
-        A record that arrived later could land in a changelog after the
-        partition's next owner has recovered the table and written newer
-        values, and the owner after that would recover the older value. The
+        A record that arrived later could land in a changelog or state topic
+        after the partition's next owner has written newer values there. The
         batches stay unacknowledged: their owners fold their events again.
         """
-        for written in list(self.unconfirmed):
-            try:
-                await asyncio.wait_for(self.state_producer.confirm(written.delivery), REVOCATION_CONFIRM_SECONDS)
-            except (asyncio.TimeoutError, StateRecordError) as error:
-                log.warning(
-                    "records of a batch of %d events were not confirmed before %d partitions were revoked: %s",
-                    len(written.batch.events),
-                    len(revoked),
-                    error or "timed out",
-                )
-                return
+        self.pipeline.paused = True
+        try:
+            await asyncio.wait_for(self.pipeline.confirm_produced(), REVOCATION_CONFIRM_SECONDS)
+        except (asyncio.TimeoutError, StateRecordError) as error:
+            log.warning(
+                "records of %d unacknowledged batches were not confirmed before %d partitions were revoked: %s",
+                len(self.pipeline.unconfirmed),
+                len(revoked),
+                error or "timed out",
+            )
 
     async def _on_partitions_assigned(self, sender, assigned, **kwargs) -> None:
         self.assigned_at = time.monotonic()
@@ -253,14 +215,13 @@ class ExecutionStateTopology:
         # again. A batch still open here lost its partitions before its
         # events were acknowledged; their owners fold them again.
         async with self.batch_lock:
-            unacknowledged = len(self.batch.events) + sum(len(written.batch.events) for written in self.unconfirmed)
+            unacknowledged = len(self.batch.events) + self.pipeline.drop()
             if unacknowledged:
                 log.warning(
                     "dropping %d unacknowledged events after a rebalance; they will be folded again",
                     unacknowledged,
                 )
-                self.batch = _Batch()
-                self.unconfirmed.clear()
+            self.batch = Batch()
             self.store.discard()
             self.replay_until.clear()
             self.published_since_assignment.clear()
@@ -282,10 +243,12 @@ class ExecutionStateTopology:
         # timer because it must keep running while faust stops or rebalances:
         # faust then waits for every open batch's events to be acknowledged.
         lingering_batches = asyncio.ensure_future(self._write_lingering_batches())
+        publisher = asyncio.ensure_future(self.pipeline.run_publisher(self._stop_without_committing))
         try:
             await self._fold_events(events)
         finally:
             lingering_batches.cancel()
+            publisher.cancel()
 
     async def _fold_events(self, events) -> None:
         async for event in events.events():
@@ -342,62 +305,55 @@ class ExecutionStateTopology:
     async def write_batch(self) -> None:
         """Write the open batch's changed records, then acknowledge the batches that Kafka has confirmed.
 
-        Each changed record is written to its table and changelog once and
-        published once, with its last value. The batch's events are
-        acknowledged only after the producer has confirmed every one of its
-        records, so a worker that dies on the way acknowledges none of them.
-        To keep folding while the broker confirms, the newest batch stays
-        unconfirmed until the next call. A call with no open batch confirms
-        every batch, and the linger task makes such calls when no event
-        arrives.
+        Each changed record is written to its table's changelog once and
+        published once, with its last value. The pipeline produces a batch's
+        state records only after Kafka confirmed its changelog records, and
+        its events are acknowledged only after every record is confirmed, so
+        a worker that dies on the way acknowledges none of them. To keep
+        folding while the broker confirms, the newest batch stays
+        unacknowledged until the next call. A call with no open batch
+        acknowledges every batch, and the linger task makes such calls when
+        no event arrives.
         """
         async with self.batch_lock:
             await self._write_batch_locked()
 
     async def _write_batch_locked(self, *, confirm_all: bool = False) -> None:
-        """Do what write_batch does, and with ``confirm_all`` confirm the newest batch too.
+        """Do what write_batch does, and with ``confirm_all`` acknowledge the newest batch too.
 
-        The caller holds batch_lock.
+        The caller holds batch_lock. Nothing is written while a revocation
+        has paused the pipeline: the assignment that follows drops the open
+        batch.
         """
-        batch, self.batch = self.batch, _Batch()
+        if self.pipeline.paused:
+            return
+        batch, self.batch = self.batch, Batch()
         if batch.events:
-            delivery = Delivery()
-            writes = self.store.take_writes()
-            values = self.table_writer.produce(writes, delivery)
-            published: collections.Counter[RecordKind] = collections.Counter()
-            for change in batch.changes.values():
-                value = public_bytes(change.record) if change.record is not None else None
-                self.state_producer.send(self.state_topic_names[change.kind], change.key.encode(), value, delivery)
-                published[change.kind] += 1
-            for kind, count in published.items():
-                _STATE_RECORDS_PUBLISHED(kind.value).inc(count)
-            self.unconfirmed.append(_WrittenBatch(batch, writes, values, delivery, time.monotonic()))
-            self.state_producer.serve_reports()
+            self.pipeline.write(batch)
 
         keep = 1 if batch.events and not confirm_all else 0
-        while len(self.unconfirmed) > keep:
-            await self._acknowledge_oldest()
+        while len(self.pipeline.unconfirmed) > keep:
+            if not await self._acknowledge_oldest():
+                return
 
-    async def _acknowledge_oldest(self) -> None:
-        written = self.unconfirmed[0]
-        await self.state_producer.confirm(written.delivery)
-        self.table_writer.store(
-            written.writes, written.values, written.delivery.offsets, written.batch.event_of_partition
-        )
-        self.store.mark_stored(written.writes)
+    async def _acknowledge_oldest(self) -> bool:
+        """Acknowledge the oldest batch's events once Kafka confirmed its records; return False while paused."""
+        written = await self.pipeline.confirm_oldest()
+        if written is None:
+            return False
         for event in written.batch.events:
             await self.acking_stream.ack(event)
-        self.unconfirmed.popleft()
 
         metrics.BATCH_EVENTS.observe(len(written.batch.events))
         metrics.BATCH_WRITE_SECONDS.observe(time.monotonic() - written.written_at)
+        return True
 
     async def _write_lingering_batches(self) -> None:
         interval = self.settings.batch_linger_seconds / 2
         while True:
             await asyncio.sleep(interval)
             batch = self.batch
-            if not self.batch_is_due() and (batch.events or not self.unconfirmed):
+            if not self.batch_is_due() and (batch.events or not self.pipeline.unconfirmed):
                 continue
             try:
                 await self.write_batch()

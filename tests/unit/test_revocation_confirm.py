@@ -1,4 +1,4 @@
-"""A revocation waits until the records of unconfirmed batches are in Kafka."""
+"""A revocation stops publishing and waits until the records produced so far are in Kafka."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import logging
 
 from processor.config import Settings
 from topologies import execution_state
-from topologies.execution_state import _Batch, _WrittenBatch, build_topology
+from topologies.batch_pipeline import Batch, WrittenBatch
+from topologies.execution_state import build_topology
 from topologies.state_producer import Delivery
 
 
@@ -23,30 +24,32 @@ class _FakeProducer:
         self.confirmed.append(delivery)
 
 
-def _written() -> _WrittenBatch:
-    return _WrittenBatch(_Batch(), [], [], Delivery(), 0.0)
+def _written(published: bool) -> WrittenBatch:
+    return WrittenBatch(Batch(), [], [], Delivery(), 0.0, state=Delivery() if published else None)
 
 
 def test_revocation_confirms_every_unconfirmed_batch(tmp_path):
     topology = build_topology(Settings(state_dir=tmp_path, metrics_port=0))
-    topology.state_producer = _FakeProducer(delay=0.01)
-    batches = [_written(), _written()]
-    topology.unconfirmed.extend(batches)
+    topology.pipeline.producer = _FakeProducer(delay=0.01)
+    published, unpublished = _written(published=True), _written(published=False)
+    topology.pipeline.unconfirmed.extend([published, unpublished])
 
     asyncio.run(topology._on_partitions_revoked(topology.app, set()))
 
-    assert topology.state_producer.confirmed == [batch.delivery for batch in batches]
+    assert topology.pipeline.producer.confirmed == [published.changelog, published.state, unpublished.changelog]
     # The batches stay unacknowledged; the assignment that follows drops them.
-    assert list(topology.unconfirmed) == batches
+    assert list(topology.pipeline.unconfirmed) == [published, unpublished]
+    assert unpublished.state is None
+    assert topology.pipeline.paused
 
 
 def test_revocation_wait_is_bounded(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(execution_state, "REVOCATION_CONFIRM_SECONDS", 0.05)
     topology = build_topology(Settings(state_dir=tmp_path, metrics_port=0))
-    topology.state_producer = _FakeProducer(delay=10.0)
-    topology.unconfirmed.append(_written())
+    topology.pipeline.producer = _FakeProducer(delay=10.0)
+    topology.pipeline.unconfirmed.append(_written(published=False))
 
     with caplog.at_level(logging.WARNING):
         asyncio.run(topology._on_partitions_revoked(topology.app, set()))
 
-    assert "were not confirmed before 0 partitions were revoked" in caplog.text
+    assert "records of 1 unacknowledged batches were not confirmed before 0 partitions were revoked" in caplog.text
