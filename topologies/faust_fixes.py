@@ -259,7 +259,9 @@ def apply_stream_position_fix() -> None:
             for tp in stream_partitions:
                 committed = self._committed_offset.get(tp)
                 if committed is not None:
-                    positions.sought(tp, committed)
+                    # Seek again: fetches that ran after faust's seek moved
+                    # the position past records that were dropped above.
+                    await self.seek(tp, committed)
                 elif tp not in positions.expected:
                     # No committed offset and no earliest seek (an
                     # auto.offset.reset other than earliest): the consumer

@@ -326,7 +326,7 @@ def test_perform_seek_sets_expected_offsets():
 
     positions = stream_positions_of(consumer)
     assert positions.expected == {committed: 40, uncommitted: 5}
-    assert consumer.seeks == {uncommitted: 5}
+    assert consumer.seeks == {committed: 40, uncommitted: 5}
 
 
 def test_perform_seek_latest_reset_accepts_next_record():
