@@ -41,6 +41,14 @@ STATE_RECORDS_PUBLISHED = Counter(
     registry=REGISTRY,
 )
 
+INPUT_SEEK_BACKS = Counter(
+    "flyte_state_input_seek_backs",
+    "Input partitions sought back to the next offset the agent must receive, by topic and cause: "
+    "jump (a fetch skipped offsets) or undelivered (fetched records were not handed to the agent)",
+    ["topic", "cause"],
+    registry=REGISTRY,
+)
+
 
 def counter_value(counter: Counter, **labels: str) -> float:
     """Return the current value of one labelled series; 0 when it was never incremented."""

@@ -40,6 +40,7 @@ from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
+from processor import metrics
 from topologies.stream_positions import StreamPositions, Verdict
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,7 @@ async def checked_records(consumer, records):
                 expected,
                 expected,
             )
+            metrics.INPUT_SEEK_BACKS.labels(topic=tp.topic, cause="jump").inc()
             await _seek_back(consumer, positions, tp)
 
     # Expected after a rebalance, whose seek overlaps a fetch.
@@ -181,6 +183,7 @@ async def checked_records(consumer, records):
             tp.partition,
             positions.expected[tp],
         )
+        metrics.INPUT_SEEK_BACKS.labels(topic=tp.topic, cause="undelivered").inc()
         await _seek_back(consumer, positions, tp)
 
 

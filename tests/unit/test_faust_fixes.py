@@ -12,6 +12,7 @@ from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
+from processor import metrics
 from topologies.faust_fixes import (
     apply_contiguous_commit_fix,
     apply_stream_position_fix,
@@ -255,12 +256,41 @@ def test_checked_records_stale_fetch_sought_back():
     events = TP("events", 0)
     consumer = FetchingConsumer()
     stream_positions_of(consumer).sought(events, 16)
+    before = metrics.counter_value(metrics.INPUT_SEEK_BACKS, topic="events", cause="jump")
 
     delivered = asyncio.run(handed_over(consumer, [(events, 385), (events, 386)]))
 
     assert delivered == []
     assert consumer.seeks == [{events: 16}]
     assert not consumer._gap[events]
+    assert metrics.counter_value(metrics.INPUT_SEEK_BACKS, topic="events", cause="jump") == before + 1
+
+
+def test_checked_records_skipped_tail_sought_back():
+    events = TP("events", 0)
+    consumer = FetchingConsumer()
+    stream_positions_of(consumer).sought(events, 5)
+    positions = stream_positions_of(consumer)
+    positions.begin_fetch()
+    positions.start_fetch({events: [5, 6, 7]})
+    before = metrics.counter_value(metrics.INPUT_SEEK_BACKS, topic="events", cause="undelivered")
+
+    async def faust_hands_over_only_the_first():
+        yield events, SimpleNamespace(offset=5)
+
+    async def run():
+        return [offset async for _, offset in _offsets(checked_records(consumer, faust_hands_over_only_the_first()))]
+
+    delivered = asyncio.run(run())
+
+    assert delivered == [5]
+    assert consumer.seeks == [{events: 6}]
+    assert metrics.counter_value(metrics.INPUT_SEEK_BACKS, topic="events", cause="undelivered") == before + 1
+
+
+async def _offsets(records):
+    async for tp, message in records:
+        yield tp, message.offset
 
 
 def test_checked_records_marker_recorded_as_gap():
