@@ -341,7 +341,9 @@ class ScenarioRunner:
         lost, twice, mismatches = compare(expected, actual, events)
         report.events_lost = lost
         report.events_applied_twice = twice
-        report.mismatches = mismatches
+        # Keep what the scenario recorded before, such as a worker that
+        # did not exit 0 on SIGTERM.
+        report.mismatches.extend(mismatches)
 
     def count_dead_letters(self, settings: Settings) -> int:
         admin = AdminClient(client_config(settings))

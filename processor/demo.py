@@ -63,6 +63,9 @@ def run_demo(settings: Settings, streams_dir: Path | None, timeout_seconds: floa
         # wait until the worker has committed every event of this run.
         deadline = time.monotonic() + timeout_seconds
         caught_up = wait_for_worker(settings, worker, deadline)
+        if worker.exit_code() is not None:
+            report_early_exit(settings, worker)
+            return 1
         if not caught_up:
             print(f"the worker did not fold every published event within {timeout_seconds:.0f} s", flush=True)
 
@@ -99,6 +102,20 @@ def run_demo(settings: Settings, streams_dir: Path | None, timeout_seconds: floa
             log_path.unlink(missing_ok=True)
         else:
             print(f"the worker's log is kept in {log_path}", flush=True)
+
+
+def report_early_exit(settings: Settings, worker: WorkerProcess) -> None:
+    """Print why the worker stopped before it folded the published events: its exit code, log tail and a hint."""
+    tail = worker.log_tail(20)
+    print(f"the worker exited early with code {worker.exit_code()}; the end of its log:", flush=True)
+    print(tail, flush=True)
+    if "ConsistencyError" in tail:
+        print(
+            f"its state directory {settings.state_dir} records changelog offsets that the broker's topics do not "
+            "have, as after `scripts/kafka-local reset` or a new broker: delete the directory (`make clean`) "
+            "and run the demo again",
+            flush=True,
+        )
 
 
 def records_for(expected: dict) -> set[str]:

@@ -32,6 +32,7 @@ class LocalBroker:
 
     def __init__(self, port: int, controller_port: int, instance_dir: Path) -> None:
         self.port = port
+        self.controller_port = controller_port
         self.instance_dir = instance_dir
         self.env = {
             **os.environ,
@@ -59,6 +60,13 @@ class LocalBroker:
 
     def reset(self, timeout: float = 180.0) -> None:
         self._run("reset", timeout)
+
+    def start_command(self) -> str:
+        """Return the shell command that starts this broker again on its instance directory."""
+        return (
+            f"KAFKA_LOCAL_DIR={self.instance_dir} KAFKA_LOCAL_PORT={self.port} "
+            f"KAFKA_LOCAL_CONTROLLER_PORT={self.controller_port} {KAFKA_LOCAL} start"
+        )
 
     @classmethod
     def on_free_ports(cls, instance_root: Path, name: str) -> "LocalBroker":

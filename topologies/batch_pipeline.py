@@ -71,7 +71,8 @@ class BatchPipeline:
     whose changelog records Kafka confirmed into the tables and produces its
     state records, in write order. ``confirm_oldest`` waits for both and
     hands the oldest batch back for acknowledgement. While paused, no state
-    record is produced and no batch is confirmed.
+    record is produced, so only a batch whose state records went out before
+    the pause can still be confirmed.
     """
 
     def __init__(
@@ -135,8 +136,9 @@ class BatchPipeline:
     async def confirm_oldest(self) -> Optional[WrittenBatch]:
         """Wait until Kafka confirmed every record of the oldest batch, then remove and return it.
 
-        Returns None while paused, leaving the batch in place. Raises
-        StateRecordError when a record failed or was not confirmed in time.
+        Returns None, leaving the batch in place, when it is paused before
+        the batch's state records went out. Raises StateRecordError when a
+        record failed or was not confirmed in time.
         """
         written = self.unconfirmed[0]
         await self.producer.confirm(written.changelog)

@@ -194,7 +194,13 @@ async def _seek_back(consumer, positions: StreamPositions, tp: TP) -> None:
         await consumer.seek(tp, offset)
     except Exception as error:
         # The next assignment's seek sets the position again.
-        log.warning("cannot seek %s[%d] back to %d: %r", tp.topic, tp.partition, offset, error)
+        log.warning(
+            "cannot seek %s[%d] back to %d, so it delivers nothing until the next rebalance: %r",
+            tp.topic,
+            tp.partition,
+            offset,
+            error,
+        )
         positions.forget([tp])
         return
     positions.seek_back_done(tp)

@@ -18,9 +18,12 @@ while later records of the same partition are committed:
 record the agent must receive. A seek sets it, each record handed over
 advances it, and a record below it is dropped as a repeat. A record above it
 is handed over only when the fetch shows that the log has no record in
-between: the record before it in the same fetch is the last one handed
-over, or the fetch is the first one after a seek to the expected offset and
-the record is its first. Any other jump drops the rest of the partition's
+between. Either the record before it in the same fetch is the last one
+handed over, or the record is the first of a fetch that started at the
+expected offset. A fetch starts there when the previous one handed all of
+its records over and no seek came since, or when the partition was just
+sought back there. Offsets without records are transaction markers, or
+records that retention deleted. Any other jump drops the rest of the partition's
 fetch and seeks the partition back to the expected offset.
 """
 
@@ -66,6 +69,10 @@ class StreamPositions:
     # Partitions sought back by a SEEK_BACK: their first fetched record after
     # the seek shows where the log's next record is.
     verifying: set[TP] = field(default_factory=set)
+    # Partitions whose consumer position is their expected offset: the last
+    # fetch with records of theirs handed all of them over, and no seek came
+    # after it. Their next fetch starts at the expected offset.
+    continuous: set[TP] = field(default_factory=set)
 
     # Seeks so far, and the count at the last seek of each partition, to
     # tell a fetch that overlapped a seek.
@@ -76,11 +83,13 @@ class StreamPositions:
     # The current fetch. It keeps the last offset per partition and the
     # offset before each record in its partition (None for the partition's
     # first record). The sets name the partitions whose first record may
-    # jump, whose remaining records are dropped, and that were sought or
-    # forgotten since the fetch returned.
+    # jump (after a seek back, or continuing the last fetch), whose remaining
+    # records are dropped, and that were sought or forgotten since the fetch
+    # returned.
     last_in_fetch: dict[TP, int] = field(default_factory=dict)
     previous_in_fetch: dict[tuple[TP, int], Optional[int]] = field(default_factory=dict)
     verified_in_fetch: set[TP] = field(default_factory=set)
+    continuous_in_fetch: set[TP] = field(default_factory=set)
     dropping_in_fetch: set[TP] = field(default_factory=set)
     repositioned_in_fetch: set[TP] = field(default_factory=set)
 
@@ -93,6 +102,7 @@ class StreamPositions:
         self.last_in_fetch = {}
         self.previous_in_fetch = {}
         self.verified_in_fetch = set()
+        self.continuous_in_fetch = set()
         self.dropping_in_fetch = set()
         self.repositioned_in_fetch = set()
 
@@ -113,6 +123,8 @@ class StreamPositions:
             elif tp in self.verifying:
                 self.verifying.discard(tp)
                 self.verified_in_fetch.add(tp)
+            elif tp in self.continuous:
+                self.continuous_in_fetch.add(tp)
 
     def check(self, tp: TP, offset: int) -> Verdict:
         """Return what to do with the record at ``offset`` of ``tp``, and record a delivery."""
@@ -137,8 +149,10 @@ class StreamPositions:
         if previous == expected - 1:
             # The fetch went from the last delivered record straight to this one.
             return self._deliver(tp, offset)
-        if previous is None and tp in self.verified_in_fetch:
-            # The first record fetched from the expected offset.
+        if previous is None and (tp in self.verified_in_fetch or tp in self.continuous_in_fetch):
+            # The first record of a fetch that started at the expected offset:
+            # the offsets in between hold no record, such as the commit
+            # marker of a transaction that ended the last fetch.
             return self._deliver(tp, offset)
 
         self.dropping_in_fetch.add(tp)
@@ -150,20 +164,29 @@ class StreamPositions:
         faust skipped them, or they were dropped because the fetch overlapped
         a seek, and the consumer's position is past them. Partitions sought
         since the fetch returned are left out, because that seek set their
-        position. Call it after the last ``check`` of the fetch, then seek
-        each partition back as for a SEEK_BACK.
+        position. Partitions whose records were all delivered continue at
+        their expected offset with the next fetch. Call it after the last
+        ``check`` of every fetch, then seek each returned partition back as
+        for a SEEK_BACK.
         """
-        return sorted(
-            tp
-            for tp, last in self.last_in_fetch.items()
-            if tp not in self.repositioned_in_fetch and tp in self.expected and last >= self.expected[tp]
-        )
+        behind = []
+        for tp, last in self.last_in_fetch.items():
+            if tp in self.repositioned_in_fetch or tp not in self.expected:
+                self.continuous.discard(tp)
+            elif self.expected[tp] == last + 1:
+                self.continuous.add(tp)
+            else:
+                self.continuous.discard(tp)
+                if last >= self.expected[tp]:
+                    behind.append(tp)
+        return sorted(behind)
 
     def sought(self, tp: TP, offset: Optional[int]) -> None:
         """Record a seek of ``tp`` to ``offset``; None means the position is unknown."""
         self.seeks += 1
         self.last_seek[tp] = self.seeks
         self.verifying.discard(tp)
+        self.continuous.discard(tp)
         self.dropping_in_fetch.add(tp)
         self.repositioned_in_fetch.add(tp)
         if offset is None:
@@ -183,6 +206,7 @@ class StreamPositions:
             self.expected.pop(tp, None)
             self.accepting_any.discard(tp)
             self.verifying.discard(tp)
+            self.continuous.discard(tp)
             self.dropping_in_fetch.add(tp)
             self.repositioned_in_fetch.add(tp)
 

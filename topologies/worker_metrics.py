@@ -11,6 +11,7 @@ from prometheus_client import start_http_server
 
 from processor import metrics
 from processor.config import Settings
+from topologies.faust_fixes import stream_positions_of
 
 log = logging.getLogger(__name__)
 
@@ -101,13 +102,34 @@ class WorkerGauges:
                         continue
                 if committed is None:
                     continue
+                lag = max(0, highwater - committed)
+                if lag and await self._only_markers_left(tp, committed, highwater):
+                    lag = 0
                 label = (tp.topic, str(tp.partition))
-                metrics.CONSUMER_LAG.labels(*label).set(max(0, highwater - committed))
+                metrics.CONSUMER_LAG.labels(*label).set(lag)
                 labels.add(label)
 
         for label in self.lag_labels - labels:
             metrics.CONSUMER_LAG.remove(*label)
         self.lag_labels = labels
+
+    async def _only_markers_left(self, tp, committed: int, highwater: int) -> bool:
+        """Return whether the offsets from ``committed`` up to ``highwater`` hold no record, only transaction markers.
+
+        A partition that ends with a commit marker stays one offset ahead of
+        the committed offset until another record arrives. It has no lag when
+        the worker committed every record it received and the consumer's
+        position, which moves past markers, has reached the end.
+        """
+        expected = stream_positions_of(self.app.consumer).expected.get(tp)
+        if expected is None or committed < expected:
+            return False
+        try:
+            position = await self.app.consumer.position(tp)
+        except Exception as error:  # revoked by a rebalance meanwhile
+            log.debug("cannot read the position of %s[%d] for its lag gauge: %r", tp.topic, tp.partition, error)
+            return False
+        return position is not None and position >= highwater
 
     async def update_table_sizes(self) -> None:
         for name, table in self.tables.items():

@@ -14,10 +14,12 @@ TP1 = TP("events", 1)
 
 
 def fetch(positions: StreamPositions, tp: TP, offsets) -> list[Verdict]:
-    """Run one fetch that returned ``offsets`` for ``tp`` and check each of them."""
+    """Run one fetch that returned ``offsets`` for ``tp``, check each of them and finish the fetch."""
     positions.begin_fetch()
     positions.start_fetch({tp: list(offsets)})
-    return [positions.check(tp, offset) for offset in offsets]
+    verdicts = [positions.check(tp, offset) for offset in offsets]
+    positions.finish_fetch()
+    return verdicts
 
 
 def seek_back(positions: StreamPositions, tp: TP) -> None:
@@ -78,18 +80,41 @@ def test_jump_within_fetch_delivered():
     assert fetch(positions, TP0, [5, 6, 8, 9]) == [Verdict.DELIVER] * 4
 
 
-def test_jump_at_fetch_start_verified_by_seek_back():
+def test_jump_continuing_last_fetch_delivered():
     # The previous fetch ended at 9 and offset 10 is a transaction marker.
     positions = StreamPositions()
     positions.sought(TP0, 5)
     fetch(positions, TP0, [5, 6, 7, 8, 9])
 
-    first = fetch(positions, TP0, [11, 12])
+    assert fetch(positions, TP0, [11, 12]) == [Verdict.DELIVER, Verdict.DELIVER]
+    assert positions.finish_fetch() == []
+
+
+def test_jump_after_seek_verified_by_seek_back():
+    # Offset 5, the seek target, is a transaction marker.
+    positions = StreamPositions()
+    positions.sought(TP0, 5)
+
+    first = fetch(positions, TP0, [6, 7])
     seek_back(positions, TP0)
-    second = fetch(positions, TP0, [11, 12])
+    second = fetch(positions, TP0, [6, 7])
 
     assert first == [Verdict.SEEK_BACK, Verdict.DROP]
     assert second == [Verdict.DELIVER, Verdict.DELIVER]
+
+
+def test_jump_after_skipped_tail_sought_back():
+    # faust skipped 7 and 8 of the last fetch, so the next one starts at 9.
+    positions = StreamPositions()
+    positions.sought(TP0, 5)
+    positions.begin_fetch()
+    positions.start_fetch({TP0: [5, 6, 7, 8]})
+    positions.check(TP0, 5)
+    positions.check(TP0, 6)
+    behind = positions.finish_fetch()
+
+    assert behind == [TP0]
+    assert fetch(positions, TP0, [9, 10]) == [Verdict.SEEK_BACK, Verdict.DROP]
 
 
 def test_seek_during_fetch_drops_its_remaining_records():

@@ -1,11 +1,17 @@
 """The worker's metrics endpoint in topologies.worker_metrics."""
 
+import asyncio
 import logging
 import socket
 import urllib.request
+from types import SimpleNamespace
 
+from faust.types import TP
+
+from processor import metrics
 from processor.config import Settings
-from topologies.worker_metrics import start_metrics_server
+from topologies.faust_fixes import stream_positions_of
+from topologies.worker_metrics import WorkerGauges, start_metrics_server
 
 
 def free_port() -> int:
@@ -47,3 +53,54 @@ def test_busy_port_logs_error(caplog):
 
     assert server is None
     assert f"cannot serve metrics on 127.0.0.1:{port}" in caplog.text
+
+
+class LagConsumer:
+    """A consumer that read one partition to its end, which is a transaction's commit marker."""
+
+    def __init__(self, tp, highwater: int, position: int) -> None:
+        self.tp = tp
+        self.highwater_offset = highwater
+        self.position_offset = position
+
+    def assignment(self):
+        return {self.tp}
+
+    async def highwaters(self, *partitions):
+        return {tp: self.highwater_offset for tp in partitions}
+
+    async def position(self, tp):
+        return self.position_offset
+
+
+class LagApp:
+    def __init__(self, consumer, committed: int) -> None:
+        self.consumer = consumer
+        self.monitor = SimpleNamespace(tp_committed_offsets={consumer.tp: committed})
+        self.in_recovery = False
+
+    def timer(self, *args, **kwargs):
+        return lambda function: function
+
+
+def lag_after_update(committed: int, expected: int, highwater: int, position: int) -> float:
+    tp = TP("events", 0)
+    consumer = LagConsumer(tp, highwater, position)
+    stream_positions_of(consumer).sought(tp, expected)
+    gauges = WorkerGauges(LagApp(consumer, committed), {}, ["events"])
+
+    asyncio.run(gauges.update_lag())
+
+    return metrics.CONSUMER_LAG.labels("events", "0")._value.get()
+
+
+def test_lag_zero_when_only_marker_left():
+    assert lag_after_update(committed=10, expected=10, highwater=11, position=11) == 0
+
+
+def test_lag_counts_unread_records():
+    assert lag_after_update(committed=10, expected=10, highwater=14, position=11) == 4
+
+
+def test_lag_counts_unacknowledged_records():
+    assert lag_after_update(committed=8, expected=10, highwater=11, position=11) == 3
