@@ -88,7 +88,7 @@ class BatchPipeline:
         self.state_topic_names = state_topic_names
         self.unconfirmed: collections.deque[WrittenBatch] = collections.deque()
         self.paused = False
-        self._publish_wanted = asyncio.Event()
+        self._batch_written = asyncio.Event()
 
     def write(self, batch: Batch) -> None:
         """Produce the changelog records of the records that ``batch`` changed; the state records follow."""
@@ -98,7 +98,7 @@ class BatchPipeline:
         self.unconfirmed.append(WrittenBatch(batch, writes, values, delivery, time.monotonic()))
         self.producer.serve_reports()
         self.publish_confirmed()
-        self._publish_wanted.set()
+        self._batch_written.set()
 
     def publish_confirmed(self) -> None:
         """Store and publish each batch, in write order, whose changelog records Kafka has confirmed.
@@ -176,8 +176,8 @@ class BatchPipeline:
         a table store or the producer fails.
         """
         while True:
-            await self._publish_wanted.wait()
-            self._publish_wanted.clear()
+            await self._batch_written.wait()
+            self._batch_written.clear()
             while self._waiting_for_changelog():
                 await asyncio.sleep(CONFIRM_POLL_SECONDS)
                 self.producer.serve_reports()

@@ -11,9 +11,9 @@ offsets, after adding the offsets of its recorded gaps. Its gap ranges
 include the offset of the record that follows the gap, it treats the
 committed offset (the next offset to read) as read, and it commits past a
 single missing offset at the head of the run. Depending on the order of
-acknowledgements the committed offset then stalls for good (faust-streaming
-issue 606, "Wrong offset commit in case of gaps", describes the stall) or
-passes a record still in the agent's batch. The fix commits up to the first
+acknowledgements the committed offset then stalls for good (the
+faust-streaming issue "Wrong offset commit in case of gaps" describes the
+stall) or passes a record still in the agent's batch. The fix commits up to the first
 offset that is neither acknowledged nor inside a gap.
 
 Stream positions: records fetched before a seek reached the streams after
