@@ -337,7 +337,11 @@ class ExecutionStateTopology:
                 return
 
     async def _acknowledge_oldest(self) -> bool:
-        """Acknowledge the oldest batch's events once Kafka confirmed its records; return False while paused."""
+        """Acknowledge the oldest batch's events once Kafka confirmed its records.
+
+        Returns False, acknowledging nothing, when a revocation paused the
+        pipeline before the batch's state records went out.
+        """
         written = await self.pipeline.confirm_oldest()
         if written is None:
             return False

@@ -165,11 +165,10 @@ async def checked_records(consumer, records):
             yield tp, message
         elif verdict is Verdict.SEEK_BACK:
             log.warning(
-                "fetched %s[%d]@%d where offset %d was expected; seeking back to %d",
+                "fetched %s[%d]@%d where offset %d was expected; seeking back to that offset",
                 tp.topic,
                 tp.partition,
                 message.offset,
-                expected,
                 expected,
             )
             metrics.INPUT_SEEK_BACKS.labels(topic=tp.topic, cause="jump").inc()

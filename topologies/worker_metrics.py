@@ -114,12 +114,13 @@ class WorkerGauges:
         self.lag_labels = labels
 
     async def _only_markers_left(self, tp, committed: int, highwater: int) -> bool:
-        """Return whether the offsets from ``committed`` up to ``highwater`` hold no record, only transaction markers.
+        """Return whether the offsets from ``committed`` up to ``highwater`` contain no record, only transaction markers.
 
-        A partition that ends with a commit marker stays one offset ahead of
-        the committed offset until another record arrives. It has no lag when
-        the worker committed every record it received and the consumer's
-        position, which moves past markers, has reached the end.
+        The end of a partition whose last offset is a commit marker stays one
+        offset past the committed offset until another record arrives. Such a
+        partition has no lag when the worker committed every record it
+        received and the consumer's position, which moves past markers, has
+        reached the end.
         """
         expected = stream_positions_of(self.app.consumer).expected.get(tp)
         if expected is None or committed < expected:
