@@ -6,9 +6,9 @@ rebalance can interrupt a delivery that waits for room in a stream's buffer.
 ``wait_first`` wraps the delivery, the suspend wait and the service's stopped
 and crashed events in four tasks and waits for the first of them, for every
 record. A delivery to a buffer with room never waits, and those four tasks
-then cost more per record than the rest of faust's hand-over: a faust agent
-that only iterated its stream went from about 11,000 to 16,000-19,000 events
-per second without them (docs/benchmarks.md).
+then cost more per record than the rest of faust's hand-over. Without them,
+a faust agent that only iterated its stream went from about 11,000 to
+16,000-19,000 events per second on a 2-CPU machine (docs/benchmarks.md).
 
 The fast path runs the delivery coroutine up to its first suspension, in the
 consumer's own task. A delivery that completes there returns at once. A
@@ -36,7 +36,7 @@ _PATCHED_MARK = "_flyte_state_fast_delivery"
 
 
 class ResumedCoroutine:
-    """An awaitable that continues a coroutine which its caller stepped once, and which then suspended.
+    """Awaitable that continues a coroutine which its caller stepped once, and which then suspended.
 
     ``suspended_on`` is what the coroutine's first step yielded: the future it
     waits for, or None for a bare yield such as ``asyncio.sleep(0)``. The
@@ -98,7 +98,7 @@ def make_fast_wait_first(original):
             suspend_wait.close()
             return WaitResults([delivery], [finished.value], False)
         except BaseException:
-            # faust's wait_first raises the delivery's exception too.
+            # faust's own wait_first also raises the delivery's exception.
             suspend_wait.close()
             raise
 

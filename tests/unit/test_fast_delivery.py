@@ -50,7 +50,7 @@ class Buffer:
         return f"delivered {item}"
 
 
-def test_a_delivery_that_does_not_wait_returns_without_creating_a_task() -> None:
+def test_fast_path_delivers_without_tasks() -> None:
     async def scenario():
         service = DrainingService()
         buffer = Buffer(room=1)
@@ -66,11 +66,12 @@ def test_a_delivery_that_does_not_wait_returns_without_creating_a_task() -> None
     assert new_tasks == 0
     assert service.original_calls == 0
     assert buffer.queue.qsize() == 1
-    # Closed without running, so Python warns of no coroutine never awaited.
+    # The suspend wait is closed without running, so Python logs no
+    # "coroutine was never awaited" warning for it.
     assert suspend_wait.cr_frame is None
 
 
-def test_a_delivery_that_waits_finishes_in_a_task_when_room_appears() -> None:
+def test_fast_path_waiting_delivery_finishes() -> None:
     async def scenario():
         service = DrainingService()
         buffer = Buffer(room=1)
@@ -92,7 +93,7 @@ def test_a_delivery_that_waits_finishes_in_a_task_when_room_appears() -> None:
     assert list(buffer.queue._queue) == [1]
 
 
-def test_a_rebalance_interrupts_a_delivery_that_waits() -> None:
+def test_fast_path_rebalance_interrupts_waiting_delivery() -> None:
     async def scenario():
         service = DrainingService()
         buffer = Buffer(room=1)
@@ -115,7 +116,7 @@ def test_a_rebalance_interrupts_a_delivery_that_waits() -> None:
     assert list(buffer.queue._queue) == [0]
 
 
-def test_a_delivery_that_raises_at_once_raises_and_closes_the_suspend_wait() -> None:
+def test_fast_path_delivery_error_propagates() -> None:
     async def failing_delivery():
         raise ValueError("cannot decode")
 
@@ -129,7 +130,7 @@ def test_a_delivery_that_raises_at_once_raises_and_closes_the_suspend_wait() -> 
     assert asyncio.run(scenario()).cr_frame is None
 
 
-def test_a_suspended_flow_takes_fausts_own_path() -> None:
+def test_fast_path_skipped_when_flow_suspended() -> None:
     async def scenario():
         service = DrainingService()
         service.suspend_flow.set()
@@ -142,7 +143,7 @@ def test_a_suspended_flow_takes_fausts_own_path() -> None:
     assert service.original_calls == 1
 
 
-def test_a_stopped_service_takes_fausts_own_path() -> None:
+def test_fast_path_skipped_when_stopped() -> None:
     async def scenario():
         service = DrainingService()
         service._stopped.set()
@@ -155,7 +156,7 @@ def test_a_stopped_service_takes_fausts_own_path() -> None:
     assert service.original_calls == 1
 
 
-def test_other_calls_pass_through_unchanged() -> None:
+def test_fast_path_passes_other_calls_through() -> None:
     async def scenario():
         service = DrainingService()
         event = asyncio.Event()
@@ -167,7 +168,7 @@ def test_other_calls_pass_through_unchanged() -> None:
     assert asyncio.run(scenario()).original_calls == 2
 
 
-def test_is_delivery_call_needs_a_coroutine_and_a_wait_coroutine_without_timeout() -> None:
+def test_is_delivery_call_cases() -> None:
     async def deliver():
         return None
 
@@ -189,7 +190,7 @@ def test_is_delivery_call_needs_a_coroutine_and_a_wait_coroutine_without_timeout
                 coro.close()
 
 
-def test_a_resumed_coroutine_passes_bare_yields_and_futures_on() -> None:
+def test_resumed_coroutine_passes_yields_on() -> None:
     async def steps(future):
         await asyncio.sleep(0)
         value = await future
@@ -209,7 +210,7 @@ def test_a_resumed_coroutine_passes_bare_yields_and_futures_on() -> None:
     assert result == 42
 
 
-def test_a_resumed_coroutine_receives_a_cancellation_and_may_handle_it() -> None:
+def test_resumed_coroutine_receives_cancellation() -> None:
     async def steps(future):
         try:
             await future
@@ -229,7 +230,7 @@ def test_a_resumed_coroutine_receives_a_cancellation_and_may_handle_it() -> None
     assert asyncio.run(scenario()) == "cleaned up"
 
 
-def test_apply_fast_delivery_patches_the_consumer_once() -> None:
+def test_apply_fast_delivery_patches_once() -> None:
     apply_fast_delivery()
     patched = Consumer.wait_first
     apply_fast_delivery()
