@@ -26,14 +26,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def command_worker(args: argparse.Namespace) -> int:
-    from processor.topics import ensure_topics
+    from processor.topics import ensure_topics, state_batch_bytes
     from topologies.execution_state import run_worker
 
     settings = _settings(args)
     if args.store:
         settings = settings.replace(store=args.store)
     ensure_topics(settings)
-    return run_worker(settings)
+    return run_worker(settings, batch_bytes=state_batch_bytes(settings))
 
 
 def command_publish(args: argparse.Namespace) -> int:

@@ -221,6 +221,53 @@ def _wait_for_topics(admin: AdminClient, names: list[str]):
         time.sleep(0.1)
 
 
+# librdkafka's default batch.size: the maximum bytes of records in one record
+# batch of a partition.
+LIBRDKAFKA_BATCH_BYTES = 1_000_000
+
+
+def largest_batch_bytes(admin: AdminClient, topics: list[str]) -> int:
+    """Return the largest record batch, in bytes, that every topic in ``topics`` accepts.
+
+    A broker rejects a batch larger than the topic's ``segment.bytes``
+    (RECORD_LIST_TOO_LARGE) or ``max.message.bytes`` (MESSAGE_TOO_LARGE).
+    The result is at most librdkafka's default batch size. Raises
+    KafkaException when the configs cannot be read.
+    """
+    largest = LIBRDKAFKA_BATCH_BYTES
+    if not topics:
+        return largest
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, topic) for topic in topics]
+    futures = admin.describe_configs(resources, request_timeout=ADMIN_TIMEOUT_SECONDS)
+    for future in futures.values():
+        config = future.result()
+        for name in ("segment.bytes", "max.message.bytes"):
+            entry = config.get(name)
+            if entry is not None and entry.value is not None:
+                largest = min(largest, int(entry.value))
+    return largest
+
+
+def state_batch_bytes(settings: Settings, admin: AdminClient | None = None) -> int:
+    """Return the largest record batch that the worker's changelog and state topics accept; see ``largest_batch_bytes``.
+
+    Falls back to librdkafka's default, with a warning, when the broker does
+    not let the worker read topic configs.
+    """
+    admin = admin or admin_client(settings)
+    compacted = [spec.name for spec in topic_specs(settings) if spec.compacted]
+    try:
+        return largest_batch_bytes(admin, compacted)
+    except KafkaException as error:
+        log.warning(
+            "cannot read segment.bytes and max.message.bytes of the state topics, so record batches stay at "
+            "librdkafka's default of %d bytes; grant DescribeConfigs on them: %s",
+            LIBRDKAFKA_BATCH_BYTES,
+            error,
+        )
+        return LIBRDKAFKA_BATCH_BYTES
+
+
 def _check_partitions(settings: Settings, specs: list[TopicSpec], metadata) -> None:
     for spec in specs:
         actual = len(metadata.topics[spec.name].partitions)

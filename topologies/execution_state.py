@@ -23,7 +23,7 @@ from processor.fold.execution import ExecutionFolder, RecordId, RecordKind, Stat
 from processor.fold.write_back import WriteBackStore
 from processor.messages import WorkflowExecutionState
 from processor.security import faust_broker_credentials
-from processor.topics import TABLE_NAMES
+from processor.topics import LIBRDKAFKA_BATCH_BYTES, TABLE_NAMES
 from processor.routing import (
     DeadLetter,
     FoldHere,
@@ -59,17 +59,21 @@ MAX_REMEMBERED_PUBLISHED_RECORDS = 500_000
 # group's rebalance waits for it, so the wait is bounded.
 REVOCATION_CONFIRM_SECONDS = 30.0
 
-# Events the agent's stream buffers. faust stops fetching a partition that
-# delivers while the buffer holds more than 1/1.25 of this (6,553 events),
-# but still delivers the rest of the records it fetched. A delivery to a full
-# buffer waits, and then every further record is handed over one at a time
-# as the agent takes one, which more than halved the worker's rate when a
+# Maximum events in the agent's stream buffer. faust stops fetching a
+# partition once the buffer contains more than 1/1.25 of this (6,553
+# events), but still delivers the rest of the records it fetched. A delivery
+# to a full buffer waits, and each further record is then handed over only
+# when the agent takes one, which more than halved the worker's rate when a
 # fetch returned tens of thousands of records.
 STREAM_BUFFER_EVENTS = 8192
 
-# Records one fetch hands to faust at most. It fits in the room above the
-# mark where faust stops fetching (8,192 - 6,553), so a delivery rarely
-# waits; larger fetches make fewer round trips to the consumer's thread.
+# Maximum records that one fetch hands to faust. The number fits in the room
+# above the mark where faust stops fetching (8,192 - 6,553), so a delivery
+# rarely waits. Larger fetches would make fewer round trips to the
+# consumer's thread.
+# NOTE: aiokafka hands out one partition's fetched records (up to 1 MiB)
+# before the next partition's, so a worker that catches up on a backlog
+# folds its partitions in turns of a few thousand events each.
 FETCH_MAX_RECORDS = 1500
 
 
@@ -138,6 +142,9 @@ class ExecutionStateTopology:
 
     settings: Settings
     app: faust.App
+    # Maximum bytes per record batch of the state producer; see
+    # processor.topics.state_batch_bytes.
+    batch_bytes: int = LIBRDKAFKA_BATCH_BYTES
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -172,7 +179,7 @@ class ExecutionStateTopology:
         self.table_store = TableStateStore(self.tables)
         self.store = WriteBackStore(self.table_store)
         self.folder = ExecutionFolder(self.store)
-        self.state_producer = StateRecordProducer(settings)
+        self.state_producer = StateRecordProducer(settings, self.batch_bytes)
         self.table_writer = TableWriter(self.tables, self.state_producer)
         self.pipeline = BatchPipeline(self.store, self.table_writer, self.state_producer, self.state_topic_names)
         self.batch = Batch()
@@ -546,8 +553,8 @@ class ExecutionStateTopology:
             )
 
 
-def build_topology(settings: Settings) -> ExecutionStateTopology:
-    return ExecutionStateTopology(settings=settings, app=build_app(settings))
+def build_topology(settings: Settings, batch_bytes: int = LIBRDKAFKA_BATCH_BYTES) -> ExecutionStateTopology:
+    return ExecutionStateTopology(settings=settings, app=build_app(settings), batch_bytes=batch_bytes)
 
 
 def install_event_loop() -> None:
@@ -560,10 +567,14 @@ def install_event_loop() -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())
 
 
-def run_worker(settings: Settings) -> int:
-    """Run the worker until SIGTERM or SIGINT; return faust's exit code."""
+def run_worker(settings: Settings, batch_bytes: int = LIBRDKAFKA_BATCH_BYTES) -> int:
+    """Run the worker until SIGTERM or SIGINT; return faust's exit code.
+
+    ``batch_bytes`` caps the record batches of the state producer, as
+    processor.topics.state_batch_bytes reads it from the broker.
+    """
     install_event_loop()
-    topology = build_topology(settings)
+    topology = build_topology(settings, batch_bytes)
     start_metrics_server(settings)
     worker = faust.Worker(topology.app, loglevel=settings.log_level, quiet=True)
     log.info(

@@ -20,6 +20,7 @@ from confluent_kafka import KafkaError, Producer
 
 from processor.config import Settings
 from processor.kafka_clients import producer_config
+from processor.topics import LIBRDKAFKA_BATCH_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ class Delivery:
 class StateRecordProducer:
     """Produce records keyed by record key, to a given partition or by the murmur2 partitioner, as faust would."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, batch_bytes: int = LIBRDKAFKA_BATCH_BYTES) -> None:
+        """Create the producer; ``batch_bytes`` caps each partition's record batch, see ``largest_batch_bytes``."""
         self.producer = Producer(
             {
                 **producer_config(settings),
@@ -68,6 +70,10 @@ class StateRecordProducer:
                 # produce requests without delaying the confirmation much.
                 "linger.ms": 2,
                 "batch.num.messages": 10_000,
+                # One fold batch can change hundreds of records of one
+                # partition, and the broker rejects their record batch when
+                # it exceeds the topic's segment or message size.
+                "batch.size": batch_bytes,
             }
         )
 

@@ -8,7 +8,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from support import isolated_settings, run_cli
 from processor.config import ConfigError
-from processor.topics import ensure_topics, topic_specs
+from processor.topics import LIBRDKAFKA_BATCH_BYTES, changelog_topic, ensure_topics, state_batch_bytes, topic_specs
 
 pytestmark = pytest.mark.integration
 
@@ -95,3 +95,32 @@ def test_worker_unreachable_broker_exits(tmp_path):
     assert result.returncode == 2
     assert "cannot reach Kafka at 127.0.0.1:1 within 4 s" in result.stderr
     assert "FLYTE_STATE_CONNECT_TIMEOUT_SECONDS" in result.stderr
+
+
+def test_state_batch_bytes_default_topics(kafka_bootstrap, tmp_path):
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    ensure_topics(settings)
+
+    assert state_batch_bytes(settings) == LIBRDKAFKA_BATCH_BYTES
+
+
+def test_state_batch_bytes_small_changelog_segments(kafka_bootstrap, tmp_path):
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    topic = changelog_topic(settings, "task-executions")
+    config = {"cleanup.policy": "compact", "segment.bytes": "65536"}
+    admin = _admin(settings)
+    admin.create_topics([NewTopic(topic, num_partitions=settings.partitions, config=config)])[topic].result()
+    ensure_topics(settings)
+
+    assert state_batch_bytes(settings) == 65536
+
+
+def test_state_batch_bytes_small_message_size(kafka_bootstrap, tmp_path):
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    topic = settings.topics.summary_state
+    config = {"cleanup.policy": "compact", "max.message.bytes": "200000"}
+    admin = _admin(settings)
+    admin.create_topics([NewTopic(topic, num_partitions=settings.partitions, config=config)])[topic].result()
+    ensure_topics(settings)
+
+    assert state_batch_bytes(settings) == 200000
