@@ -76,14 +76,9 @@ def test_fast_path_waiting_delivery_finishes() -> None:
         service = DrainingService()
         buffer = Buffer(room=1)
         buffer.queue.put_nowait(0)
-
-        async def make_room():
-            await asyncio.sleep(0.01)
-            return buffer.queue.get_nowait()
-
-        room = asyncio.ensure_future(make_room())
+        room = asyncio.get_running_loop().call_later(0.01, buffer.queue.get_nowait)
         results = await service.wait_first(buffer.deliver(1), service.suspend_flow.wait())
-        await room
+        room.cancel()
         return results, service, buffer
 
     results, service, buffer = asyncio.run(scenario())
@@ -98,12 +93,8 @@ def test_fast_path_rebalance_interrupts_waiting_delivery() -> None:
         service = DrainingService()
         buffer = Buffer(room=1)
         buffer.queue.put_nowait(0)
-
-        async def rebalance():
-            await asyncio.sleep(0.01)
-            service.suspend_flow.set()
-
-        asyncio.ensure_future(rebalance())
+        # A rebalance sets the consumer's suspend_flow while the delivery waits.
+        asyncio.get_running_loop().call_later(0.01, service.suspend_flow.set)
         results = await service.wait_first(buffer.deliver(1), service.suspend_flow.wait())
         # Let the cancelled delivery task run its cancellation.
         await asyncio.sleep(0)
