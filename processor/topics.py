@@ -251,21 +251,12 @@ def largest_batch_bytes(admin: AdminClient, topics: list[str]) -> int:
 def state_batch_bytes(settings: Settings, admin: AdminClient | None = None) -> int:
     """Return the largest record batch that the worker's changelog and state topics accept; see ``largest_batch_bytes``.
 
-    Falls back to librdkafka's default, with a warning, when the broker does
-    not let the worker read topic configs.
+    Like ``ensure_topics``, it needs permission to describe the topics'
+    configs, and raises KafkaException without it.
     """
     admin = admin or admin_client(settings)
     compacted = [spec.name for spec in topic_specs(settings) if spec.compacted]
-    try:
-        return largest_batch_bytes(admin, compacted)
-    except KafkaException as error:
-        log.warning(
-            "cannot read segment.bytes and max.message.bytes of the state topics, so record batches stay at "
-            "librdkafka's default of %d bytes; grant DescribeConfigs on them: %s",
-            LIBRDKAFKA_BATCH_BYTES,
-            error,
-        )
-        return LIBRDKAFKA_BATCH_BYTES
+    return largest_batch_bytes(admin, compacted)
 
 
 def _check_partitions(settings: Settings, specs: list[TopicSpec], metadata) -> None:

@@ -73,6 +73,9 @@ class StateRecordProducer:
                 # One fold batch can change hundreds of records of one
                 # partition, and the broker rejects their record batch when
                 # it exceeds the topic's segment or message size.
+                # NOTE: a single record larger than that is still sent on its
+                # own, and the broker rejects it, which stops the worker. No
+                # fold bounds the size of a state record.
                 "batch.size": batch_bytes,
             }
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 import pytest
 from faust.transport.consumer import Consumer
@@ -16,6 +17,8 @@ from topologies.fast_delivery import (
 )
 
 ORIGINAL_WAIT_FIRST = Service.wait_first
+
+DELIVERY_STEP = contextvars.ContextVar("delivery_step", default="unset")
 
 
 class DrainingService(Service):
@@ -157,6 +160,29 @@ def test_fast_path_passes_other_calls_through() -> None:
         return service
 
     assert asyncio.run(scenario()).original_calls == 2
+
+
+def test_fast_path_delivery_context_is_copied() -> None:
+    async def marking_delivery(future):
+        DELIVERY_STEP.set("first step")
+        await future
+        seen = DELIVERY_STEP.get()
+        DELIVERY_STEP.set("finished")
+        return seen
+
+    async def scenario():
+        service = DrainingService()
+        future = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, future.set_result, None)
+        results = await service.wait_first(marking_delivery(future), service.suspend_flow.wait())
+        return results, DELIVERY_STEP.get()
+
+    results, caller_value = asyncio.run(scenario())
+
+    # The finishing task continues in the context of the first step, and the
+    # caller's context keeps its own value, as with a task of its own.
+    assert results.results == ["first step"]
+    assert caller_value == "unset"
 
 
 def test_is_delivery_call_cases() -> None:
