@@ -7,6 +7,7 @@ record with the highest version. A tombstone removes the key.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Callable, Optional
@@ -18,6 +19,8 @@ from processor.config import Settings
 from processor.expectations import Records
 from processor.fold.execution import RecordKind
 from processor.kafka_clients import client_config, reader_config
+
+log = logging.getLogger(__name__)
 
 
 # Shortest time a request to the brokers may take. A shorter one can time out
@@ -141,7 +144,16 @@ class StateReader:
         """Follow the state topics until ``condition(records)`` holds; False on timeout."""
         deadline = time.monotonic() + timeout_seconds
         while True:
-            read = self.poll(min(2.0, max(0.1, deadline - time.monotonic())))
+            try:
+                read = self.poll(min(2.0, max(0.1, deadline - time.monotonic())))
+            except KafkaException as error:
+                # A broker that has just started or lost a partition leader
+                # times out the end-offset request; ask again until the
+                # deadline, then raise the last error.
+                if time.monotonic() >= deadline:
+                    raise
+                log.debug("cannot read the state topics' end offsets, retrying: %s", error)
+                read = 0
             if condition(self.records):
                 return True
             if time.monotonic() >= deadline:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
 from processor.state_reader import IDLE_WAIT_SECONDS, StateReader
 
 
@@ -21,6 +24,37 @@ def test_wait_until_pauses_when_idle():
 
     # Without the pause this loop asked the brokers thousands of times a second.
     assert len(polls) <= 1.0 / IDLE_WAIT_SECONDS + 2
+
+
+def test_wait_until_retries_timed_out_poll():
+    reader = object.__new__(StateReader)
+    reader.records = {}
+    polls = []
+
+    def poll(seconds: float) -> int:
+        polls.append(seconds)
+        if len(polls) == 1:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to query partition leaders"))
+        reader.records = {"ready": True}
+        return 1
+
+    reader.poll = poll
+
+    assert reader.wait_until(lambda records: records.get("ready", False), timeout_seconds=5.0) is True
+    assert len(polls) == 2
+
+
+def test_wait_until_raises_error_at_deadline():
+    reader = object.__new__(StateReader)
+    reader.records = {}
+
+    def poll(seconds: float) -> int:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to query partition leaders"))
+
+    reader.poll = poll
+
+    with pytest.raises(KafkaException):
+        reader.wait_until(lambda records: False, timeout_seconds=0.3)
 
 
 class _StoppedEarlyReader:
