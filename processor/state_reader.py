@@ -148,8 +148,8 @@ class StateReader:
                 read = self.poll(min(2.0, max(0.1, deadline - time.monotonic())))
             except KafkaException as error:
                 # A broker that has just started or lost a partition leader
-                # times out the end-offset request; ask again until the
-                # deadline, then raise the last error.
+                # can time out the end-offset request. The loop asks again
+                # until the deadline and then raises the last error.
                 if time.monotonic() >= deadline:
                     raise
                 log.debug("cannot read the state topics' end offsets, retrying: %s", error)
