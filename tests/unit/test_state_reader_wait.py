@@ -8,10 +8,15 @@ from confluent_kafka import KafkaError, KafkaException
 from processor.state_reader import IDLE_WAIT_SECONDS, StateReader
 
 
-def test_wait_until_pauses_when_idle():
-    # A reader without a broker: only wait_until's loop runs.
+def _reader_without_broker() -> StateReader:
+    """Return a StateReader whose poll the test replaces, so that only wait_until's loop runs."""
     reader = object.__new__(StateReader)
     reader.records = {}
+    return reader
+
+
+def test_wait_until_pauses_when_idle():
+    reader = _reader_without_broker()
     polls = []
 
     def poll(seconds: float) -> int:
@@ -27,8 +32,7 @@ def test_wait_until_pauses_when_idle():
 
 
 def test_wait_until_retries_timed_out_poll():
-    reader = object.__new__(StateReader)
-    reader.records = {}
+    reader = _reader_without_broker()
     polls = []
 
     def poll(seconds: float) -> int:
@@ -45,8 +49,7 @@ def test_wait_until_retries_timed_out_poll():
 
 
 def test_wait_until_raises_error_at_deadline():
-    reader = object.__new__(StateReader)
-    reader.records = {}
+    reader = _reader_without_broker()
 
     def poll(seconds: float) -> int:
         raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to query partition leaders"))
