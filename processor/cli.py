@@ -26,14 +26,19 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def command_worker(args: argparse.Namespace) -> int:
-    from processor.topics import ensure_topics, state_batch_bytes
+    from processor.topics import admin_client, ensure_topics, state_batch_bytes
     from topologies.execution_state import run_worker
 
     settings = _settings(args)
     if args.store:
         settings = settings.replace(store=args.store)
-    ensure_topics(settings)
-    return run_worker(settings, batch_bytes=state_batch_bytes(settings))
+    admin = admin_client(settings)
+    ensure_topics(settings, admin)
+    batch_bytes = state_batch_bytes(settings, admin)
+    # The worker does not use this client, and librdkafka closes its
+    # connections once it is freed.
+    del admin
+    return run_worker(settings, batch_bytes=batch_bytes)
 
 
 def command_publish(args: argparse.Namespace) -> int:

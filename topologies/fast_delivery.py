@@ -6,7 +6,7 @@ rebalance can interrupt a delivery that waits for room in a stream's buffer.
 ``wait_first`` wraps the delivery, the suspend wait and the service's stopped
 and crashed events in four tasks and waits for the first of them, for every
 record. A delivery to a buffer with room does not wait unless flow control
-or faust's producer buffer holds it, and the four tasks then cost more per
+or faust's producer buffer stops it. The four tasks then cost more per
 record than the rest of faust's hand-over. Without them,
 a faust agent that only iterated its stream went from about 11,000 to
 16,000-19,000 events per second on a 2-CPU machine (docs/benchmarks.md).
