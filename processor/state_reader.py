@@ -148,8 +148,9 @@ class StateReader:
                 read = self.poll(min(2.0, max(0.1, deadline - time.monotonic())))
             except KafkaException as error:
                 # A broker that has just started or lost a partition leader
-                # can time out the end-offset request. The loop repeats it
-                # until the deadline and then raises the last error.
+                # can fail a request, the end-offset request with a timeout
+                # for example. The loop polls again until the deadline and
+                # then raises the last error.
                 if time.monotonic() >= deadline:
                     raise
                 log.debug("cannot read the state topics' end offsets, retrying: %s", error)
