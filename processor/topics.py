@@ -235,12 +235,7 @@ def largest_batch_bytes(admin: AdminClient, topics: list[str]) -> int:
     KafkaException when the configs cannot be read.
     """
     largest = LIBRDKAFKA_BATCH_BYTES
-    if not topics:
-        return largest
-    resources = [ConfigResource(ConfigResource.Type.TOPIC, topic) for topic in topics]
-    futures = admin.describe_configs(resources, request_timeout=ADMIN_TIMEOUT_SECONDS)
-    for future in futures.values():
-        config = future.result()
+    for config in _topic_configs(admin, topics).values():
         for name in ("segment.bytes", "max.message.bytes"):
             entry = config.get(name)
             if entry is not None and entry.value is not None:
@@ -270,17 +265,21 @@ def _check_partitions(settings: Settings, specs: list[TopicSpec], metadata) -> N
             )
 
 
-def _check_compaction(admin: AdminClient, specs: list[TopicSpec]) -> None:
-    if not specs:
-        return
-    resources = [ConfigResource(ConfigResource.Type.TOPIC, spec.name) for spec in specs]
+def _topic_configs(admin: AdminClient, topics: list[str]) -> dict[str, dict]:
+    """Return each topic's config entries by name, in one request; raises KafkaException when it fails."""
+    if not topics:
+        return {}
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, topic) for topic in topics]
     futures = admin.describe_configs(resources, request_timeout=ADMIN_TIMEOUT_SECONDS)
-    for resource, future in futures.items():
-        config = future.result()
+    return {resource.name: future.result() for resource, future in futures.items()}
+
+
+def _check_compaction(admin: AdminClient, specs: list[TopicSpec]) -> None:
+    for name, config in _topic_configs(admin, [spec.name for spec in specs]).items():
         policy = config["cleanup.policy"].value if "cleanup.policy" in config else ""
         if "compact" not in policy:
             raise ConfigError(
-                f"state topic {resource.name} has cleanup.policy={policy!r}; it must be compacted: "
-                f"run kafka-configs --alter --entity-type topics --entity-name {resource.name} "
+                f"state topic {name} has cleanup.policy={policy!r}; it must be compacted: "
+                f"run kafka-configs --alter --entity-type topics --entity-name {name} "
                 "--add-config cleanup.policy=compact"
             )

@@ -60,8 +60,9 @@ MAX_REMEMBERED_PUBLISHED_RECORDS = 500_000
 REVOCATION_CONFIRM_SECONDS = 30.0
 
 # Maximum events in the agent's stream buffer. faust stops fetching a
-# partition once the buffer contains more than 1/1.25 of this (6,553
-# events), but still delivers the rest of the records it fetched. A delivery
+# partition that delivers while the buffer contains at least this divided
+# by 1.25 (6,553 events), but still delivers the rest of the records it
+# fetched. A delivery
 # to a full buffer waits, and each further record is then handed over only
 # when the agent takes one, which more than halved the worker's rate when a
 # fetch returned tens of thousands of records.

@@ -14,7 +14,7 @@ a faust agent that only iterated its stream went from about 11,000 to
 The fast path runs the delivery coroutine up to its first suspension, in a
 copy of the current context as a task would, but in the consumer's own task.
 A delivery that completes there returns at once. A delivery that suspends,
-because a buffer is full or flow control holds it, is finished by a task in
+because a buffer is full or flow control stops it, is finished by a task in
 the same context and goes through faust's own ``wait_first`` with the
 suspend wait, so a rebalance interrupts it as before. A stop or crash that
 is already signalled also takes faust's own path.
