@@ -37,6 +37,8 @@ from processor.routing import (
 from topologies.batch_pipeline import Batch, BatchPipeline
 from topologies.fast_delivery import apply_fast_delivery
 from topologies.faust_fixes import apply_offset_fixes
+from topologies.lean_monitor import LeanMonitor
+from topologies.raw_input import RawInputSchema
 from topologies.state_producer import StateRecordError, StateRecordProducer
 from topologies.table_store import StateStoreError, TableStateStore, TableWriter
 from topologies.worker_metrics import WorkerGauges, start_metrics_server
@@ -107,13 +109,14 @@ def build_app(settings: Settings) -> faust.App:
         broker_max_poll_records=FETCH_MAX_RECORDS,
         table_standby_replicas=settings.standby_replicas,
         web_enabled=False,
+        Monitor=LeanMonitor,
         broker_credentials=faust_broker_credentials(settings.security),
     )
 
 
-# Series updated for every event or record.
-_EVENTS_CONSUMED = metrics.LabelledSeries(metrics.EVENTS_CONSUMED)
-_EVENTS_FOLDED = metrics.LabelledSeries(metrics.EVENTS_FOLDED)
+# Series updated for every event or record. The counters reach Prometheus once per batch.
+_EVENTS_CONSUMED = metrics.PendingCounts(metrics.EVENTS_CONSUMED)
+_EVENTS_FOLDED = metrics.PendingCounts(metrics.EVENTS_FOLDED)
 _FOLD_SECONDS = metrics.LabelledSeries(metrics.FOLD_SECONDS)
 
 
@@ -152,12 +155,7 @@ class ExecutionStateTopology:
         app = self.app
         topics = settings.topics
 
-        self.input_topic = app.topic(
-            *topics.all_inputs,
-            settings.repartition_topic,
-            key_serializer="raw",
-            value_serializer="raw",
-        )
+        self.input_topic = app.topic(*topics.all_inputs, settings.repartition_topic, schema=RawInputSchema())
         self.repartition_topic = app.topic(
             settings.repartition_topic, key_serializer="raw", value_serializer="raw"
         )
@@ -350,6 +348,8 @@ class ExecutionStateTopology:
         has paused the pipeline: the assignment that follows drops the open
         batch.
         """
+        _EVENTS_CONSUMED.flush()
+        _EVENTS_FOLDED.flush()
         if self.pipeline.paused:
             return
         batch, self.batch = self.batch, Batch()
@@ -398,7 +398,7 @@ class ExecutionStateTopology:
 
     async def handle(self, record: InputRecord) -> None:
         """Route one record and carry out the decision: fold, forward or dead-letter."""
-        _EVENTS_CONSUMED(record.topic).inc()
+        _EVENTS_CONSUMED.add(record.topic)
         route = self.router.route(record)
 
         if isinstance(route, DeadLetter):
@@ -463,7 +463,7 @@ class ExecutionStateTopology:
             )
             return
 
-        _EVENTS_FOLDED(event.kind.value, result.outcome.value).inc()
+        _EVENTS_FOLDED.add(event.kind.value, result.outcome.value)
         if result.outcome.value != "applied":
             log.debug(
                 "rejected %s event of %s (%s) at %s[%d]@%d: %s %s",
