@@ -26,7 +26,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def command_worker(args: argparse.Namespace) -> int:
-    from processor.topics import admin_client, ensure_topics, state_batch_bytes
+    from processor.topics import admin_client, ensure_topics, state_topic_limits
     from topologies.execution_state import run_worker
 
     settings = _settings(args)
@@ -34,11 +34,11 @@ def command_worker(args: argparse.Namespace) -> int:
         settings = settings.replace(store=args.store)
     admin = admin_client(settings)
     ensure_topics(settings, admin)
-    batch_bytes = state_batch_bytes(settings, admin)
+    limits = state_topic_limits(settings, admin)
     # The worker does not use this client, and librdkafka closes its
     # connections once it is freed.
     del admin
-    return run_worker(settings, batch_bytes=batch_bytes)
+    return run_worker(settings, limits)
 
 
 def command_publish(args: argparse.Namespace) -> int:

@@ -64,6 +64,9 @@ class DeadLetterReason(str, enum.Enum):
     # A record of the repartition topic on another partition than its key's,
     # which happens when the topic's partition count changed.
     WRONG_PARTITION = "wrong-partition"
+    # An event whose fold would make a state record larger than the state and
+    # changelog topics accept; the record keeps its value from before.
+    RECORD_TOO_LARGE = "record-too-large"
 
 
 class UndecodableEventError(ValueError):

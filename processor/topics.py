@@ -50,10 +50,16 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     topics = settings.topics
 
     input_config = {"cleanup.policy": "delete"}
+    # A task record keeps every subtask of a map task with its logs, so it
+    # can outgrow the broker's default of 1 MiB per record. The compacted
+    # topics take records up to FLYTE_STATE_MAX_RECORD_BYTES, as the worker's
+    # producer does.
+    record_size_config = {"max.message.bytes": str(settings.max_record_bytes)}
     state_config = {
         "cleanup.policy": "compact",
         # Keep tombstones long enough for consumers that are a day behind.
         "delete.retention.ms": str(24 * 3600 * 1000),
+        **record_size_config,
     }
     dead_letter_config = {
         "cleanup.policy": "delete",
@@ -69,7 +75,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     # faust would create the changelogs itself, but only after the agent has
     # started; a table written before the changelog shows in the metadata
     # raises PartitionsMismatch. Creating them here closes that window.
-    changelog_config = {"cleanup.policy": "compact"}
+    changelog_config = {"cleanup.policy": "compact", **record_size_config}
     specs.extend(
         TopicSpec(changelog_topic(settings, name), partitions, replication, dict(changelog_config))
         for name in TABLE_NAMES.values()
@@ -225,33 +231,52 @@ def _wait_for_topics(admin: AdminClient, names: list[str]):
 # batch of a partition.
 LIBRDKAFKA_BATCH_BYTES = 1_000_000
 
+@dataclass(frozen=True)
+class StateTopicLimits:
+    """Sizes that the worker's changelog and state topics accept, as their configs set them."""
 
-def largest_batch_bytes(admin: AdminClient, topics: list[str]) -> int:
-    """Return the largest record batch, in bytes, that every topic in ``topics`` accepts.
+    # Largest record batch, in bytes, that the state producer builds per partition.
+    batch_bytes: int
+    # Smallest max.message.bytes or segment.bytes of the topics: the largest
+    # record batch, compressed, that the broker takes.
+    topic_bytes: int
 
-    A broker rejects a batch larger than the topic's ``segment.bytes``
-    (RECORD_LIST_TOO_LARGE) or ``max.message.bytes`` (MESSAGE_TOO_LARGE).
-    The result is at most librdkafka's default batch size. Raises
-    KafkaException when the configs cannot be read.
+    @classmethod
+    def of_created_topics(cls, settings: Settings) -> "StateTopicLimits":
+        """Return the limits of the topics as ``ensure_topics`` creates them, without reading their configs."""
+        return cls(LIBRDKAFKA_BATCH_BYTES, settings.max_record_bytes)
+
+
+def smallest_topic_limit(admin: AdminClient, topics: list[str]) -> int | None:
+    """Return the smallest ``segment.bytes`` or ``max.message.bytes`` of ``topics``; None when none is set.
+
+    A broker rejects a record batch larger than either: RECORD_LIST_TOO_LARGE
+    for ``segment.bytes``, MESSAGE_TOO_LARGE for ``max.message.bytes``.
+    Raises KafkaException when the configs cannot be read.
     """
-    largest = LIBRDKAFKA_BATCH_BYTES
+    smallest = None
     for config in _topic_configs(admin, topics).values():
         for name in ("segment.bytes", "max.message.bytes"):
             entry = config.get(name)
             if entry is not None and entry.value is not None:
-                largest = min(largest, int(entry.value))
-    return largest
+                value = int(entry.value)
+                smallest = value if smallest is None else min(smallest, value)
+    return smallest
 
 
-def state_batch_bytes(settings: Settings, admin: AdminClient | None = None) -> int:
-    """Return the largest record batch that the worker's changelog and state topics accept; see ``largest_batch_bytes``.
+def state_topic_limits(settings: Settings, admin: AdminClient | None = None) -> StateTopicLimits:
+    """Read the batch and record sizes that every changelog and state topic accepts.
 
-    Like ``ensure_topics``, it needs permission to describe the topics'
-    configs, and raises KafkaException without it.
+    A batch is at most librdkafka's default batch size. Like
+    ``ensure_topics``, it needs permission to describe the topics' configs,
+    and raises KafkaException without it.
     """
     admin = admin or admin_client(settings)
     compacted = [spec.name for spec in topic_specs(settings) if spec.compacted]
-    return largest_batch_bytes(admin, compacted)
+    smallest = smallest_topic_limit(admin, compacted)
+    if smallest is None:
+        return StateTopicLimits.of_created_topics(settings)
+    return StateTopicLimits(batch_bytes=min(LIBRDKAFKA_BATCH_BYTES, smallest), topic_bytes=smallest)
 
 
 def _check_partitions(settings: Settings, specs: list[TopicSpec], metadata) -> None:

@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 import faust
 import uvloop
@@ -20,10 +21,12 @@ from processor import metrics, retention
 from processor.config import Settings
 from processor.events import DeadLetterReason
 from processor.fold.execution import ExecutionFolder, RecordId, RecordKind, StateChange
+from processor.fold.outcome import Outcome
 from processor.fold.write_back import WriteBackStore
 from processor.messages import WorkflowExecutionState
+from processor.record_size import RecordSizeLimit
 from processor.security import faust_broker_credentials
-from processor.topics import LIBRDKAFKA_BATCH_BYTES, TABLE_NAMES
+from processor.topics import TABLE_NAMES, StateTopicLimits
 from processor.routing import (
     DeadLetter,
     FoldHere,
@@ -146,14 +149,17 @@ class ExecutionStateTopology:
 
     settings: Settings
     app: faust.App
-    # Maximum bytes per record batch of the state producer; see
-    # processor.topics.state_batch_bytes.
-    batch_bytes: int = LIBRDKAFKA_BATCH_BYTES
+    # Batch and record sizes that the changelog and state topics accept, as
+    # processor.topics.state_topic_limits reads them; None takes those of the
+    # topics as the worker creates them.
+    limits: Optional[StateTopicLimits] = None
 
     def __post_init__(self) -> None:
         settings = self.settings
         app = self.app
         topics = settings.topics
+        if self.limits is None:
+            self.limits = StateTopicLimits.of_created_topics(settings)
 
         self.input_topic = app.topic(*topics.all_inputs, settings.repartition_topic, schema=RawInputSchema())
         self.repartition_topic = app.topic(
@@ -177,8 +183,8 @@ class ExecutionStateTopology:
         self.router = RecordRouter(settings)
         self.table_store = TableStateStore(self.tables)
         self.store = WriteBackStore(self.table_store)
-        self.folder = ExecutionFolder(self.store)
-        self.state_producer = StateRecordProducer(settings, self.batch_bytes)
+        self.folder = ExecutionFolder(self.store, RecordSizeLimit(settings.max_record_bytes, self.limits.topic_bytes))
+        self.state_producer = StateRecordProducer(settings, self.limits.batch_bytes)
         self.table_writer = TableWriter(self.tables, self.state_producer)
         self.pipeline = BatchPipeline(self.store, self.table_writer, self.state_producer, self.state_topic_names)
         self.batch = Batch()
@@ -464,7 +470,12 @@ class ExecutionStateTopology:
             return
 
         _EVENTS_FOLDED.add(event.kind.value, result.outcome.value)
-        if result.outcome.value != "applied":
+        if result.outcome is Outcome.RECORD_TOO_LARGE:
+            # The fold changed nothing. Kafka would reject the record, and a
+            # worker that stopped on it would stop again after each restart.
+            await self.dead_letter(record, DeadLetterReason.RECORD_TOO_LARGE, result.detail, event.execution_key)
+            return
+        if result.outcome is not Outcome.APPLIED:
             log.debug(
                 "rejected %s event of %s (%s) at %s[%d]@%d: %s %s",
                 event.kind.value,
@@ -554,8 +565,8 @@ class ExecutionStateTopology:
             )
 
 
-def build_topology(settings: Settings, batch_bytes: int = LIBRDKAFKA_BATCH_BYTES) -> ExecutionStateTopology:
-    return ExecutionStateTopology(settings=settings, app=build_app(settings), batch_bytes=batch_bytes)
+def build_topology(settings: Settings, limits: Optional[StateTopicLimits] = None) -> ExecutionStateTopology:
+    return ExecutionStateTopology(settings=settings, app=build_app(settings), limits=limits)
 
 
 def install_event_loop() -> None:
@@ -568,14 +579,14 @@ def install_event_loop() -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())
 
 
-def run_worker(settings: Settings, batch_bytes: int = LIBRDKAFKA_BATCH_BYTES) -> int:
+def run_worker(settings: Settings, limits: Optional[StateTopicLimits] = None) -> int:
     """Run the worker until SIGTERM or SIGINT; return faust's exit code.
 
-    ``batch_bytes`` caps the record batches of the state producer, as
-    processor.topics.state_batch_bytes reads it from the broker.
+    ``limits`` are the sizes that the changelog and state topics accept, as
+    processor.topics.state_topic_limits reads them from the broker.
     """
     install_event_loop()
-    topology = build_topology(settings, batch_bytes)
+    topology = build_topology(settings, limits)
     start_metrics_server(settings)
     worker = faust.Worker(topology.app, loglevel=settings.log_level, quiet=True)
     log.info(

@@ -62,7 +62,7 @@ class StateRecordProducer:
     """Produce records keyed by record key, to a given partition or by the murmur2 partitioner, as faust would."""
 
     def __init__(self, settings: Settings, batch_bytes: int = LIBRDKAFKA_BATCH_BYTES) -> None:
-        """Create the producer; ``batch_bytes`` caps each partition's record batch, see ``largest_batch_bytes``."""
+        """Create the producer; ``batch_bytes`` caps each partition's record batch, see ``state_topic_limits``."""
         self.producer = Producer(
             {
                 **producer_config(settings),
@@ -72,10 +72,9 @@ class StateRecordProducer:
                 "batch.num.messages": 10_000,
                 # One fold batch can change hundreds of records of one
                 # partition, and the broker rejects their record batch when
-                # it exceeds the topic's segment or message size.
-                # NOTE: a single record larger than that is still sent on its
-                # own, and the broker rejects it, which stops the worker. No
-                # fold bounds the size of a state record.
+                # it exceeds the topic's segment or message size. A single
+                # record never does, because the folder rejects events that
+                # would make a record larger than the topics accept.
                 "batch.size": batch_bytes,
             }
         )

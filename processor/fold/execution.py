@@ -21,6 +21,7 @@ from processor.fold import enrichment as enrichment_fold
 from processor.fold import timestamps
 from processor.fold import workflow as workflow_fold
 from processor.fold.enrichment import Enrichment
+from processor.fold.journal import FoldJournal
 from processor.fold.outcome import Outcome, Transition
 from processor.fold.public import public_equal, public_view
 from processor.fold.phases import WORKFLOW_TERMINAL, node_phase_name, task_phase_name
@@ -60,6 +61,14 @@ class StateStore(Protocol):
     def put(self, kind: RecordKind, key: str, state: Message) -> None: ...
 
     def delete(self, kind: RecordKind, key: str) -> None: ...
+
+
+class RecordLimit(Protocol):
+    """A size limit of stored records, as processor.record_size.RecordSizeLimit applies Kafka's."""
+
+    def violation(self, key: str, state: Message) -> Optional[str]:
+        """Describe why the record does not fit, as a clause after its name; None when it fits."""
+        ...
 
 
 class InMemoryStateStore:
@@ -117,10 +126,17 @@ class FoldResult:
 
 
 class ExecutionFolder:
-    """Fold decoded events into the records of their execution."""
+    """Fold decoded events into the records of their execution.
 
-    def __init__(self, store: StateStore) -> None:
+    A fold changes all of its records or none: one that raises, or whose
+    records ``record_limit`` rejects, leaves every record as it was. None
+    checks no size.
+    """
+
+    def __init__(self, store: StateStore, record_limit: Optional[RecordLimit] = None) -> None:
         self.store = store
+        self.record_limit = record_limit
+        self._records = FoldJournal(store)
 
     def fold(
         self,
@@ -141,18 +157,42 @@ class ExecutionFolder:
         and an event that is folded anew then changes nothing in them.
         Records in ``published`` are left out: the caller has published
         their current value since that owner's records were recovered.
+
+        When ``record_limit`` rejects a record that the fold changed, the
+        fold is undone and the outcome is RECORD_TOO_LARGE, with no changes.
         """
-        if event.kind is EventKind.WORKFLOW:
-            result = self._fold_workflow(event)
-        elif event.kind is EventKind.NODE:
-            result = self._fold_node(event)
-        else:
-            result = self._fold_task(event)
-        if enrichment is not None:
-            self._apply_enrichment(result, event, enrichment)
-        if republish_touched and result.outcome is not Outcome.INCOMPATIBLE_CLUSTER:
-            self._republish_touched(result, event, published)
+        journal = self._records
+        journal.begin()
+        try:
+            if event.kind is EventKind.WORKFLOW:
+                result = self._fold_workflow(event)
+            elif event.kind is EventKind.NODE:
+                result = self._fold_node(event)
+            else:
+                result = self._fold_task(event)
+            if enrichment is not None:
+                self._apply_enrichment(result, event, enrichment)
+            if republish_touched and result.outcome is not Outcome.INCOMPATIBLE_CLUSTER:
+                self._republish_touched(result, event, published)
+        except BaseException:
+            journal.undo()
+            raise
+
+        oversized = self._oversized_record()
+        if oversized is not None:
+            journal.undo()
+            return FoldResult(Outcome.RECORD_TOO_LARGE, oversized)
         return result
+
+    def _oversized_record(self) -> Optional[str]:
+        """Describe the first record this fold changed that ``record_limit`` rejects; None when all fit."""
+        if self.record_limit is None:
+            return None
+        for kind, key, state in self._records.changed():
+            violation = self.record_limit.violation(key, state)
+            if violation is not None:
+                return f"the {kind.value} record {key} {violation}"
+        return None
 
     def _republish_touched(self, result: FoldResult, event: ExecutionEvent, published: Container[RecordId]) -> None:
         listed = {(change.kind, change.key) for change in result.records_to_publish}
@@ -176,7 +216,7 @@ class ExecutionFolder:
             targets.append((RecordKind.NODE, event.entity_key, enrichment_fold.enrich_node))
 
         for kind, key, enrich in targets:
-            previous = self.store.get(kind, key)
+            previous = self._records.get(kind, key)
             if previous is None:
                 continue
             state = type(previous)()
@@ -189,7 +229,7 @@ class ExecutionFolder:
         same_record = [index for index, change in enumerate(result.changes) if (change.kind, change.key) == (kind, key)]
         if not same_record:
             state.version += 1
-        self.store.put(kind, key, state)
+        self._records.put(kind, key, state)
 
         published = StateChange(kind, key, state)
         if same_record:
@@ -199,7 +239,7 @@ class ExecutionFolder:
         result.republish = [change for change in result.republish if (change.kind, change.key) != (kind, key)]
 
     def _fold_workflow(self, event: ExecutionEvent) -> FoldResult:
-        previous = self.store.get(RecordKind.WORKFLOW, event.entity_key)
+        previous = self._records.get(RecordKind.WORKFLOW, event.entity_key)
         transition = workflow_fold.fold_workflow_event(previous, event.message)
         result = FoldResult(transition.outcome, transition.detail)
         if transition.state is previous and not transition.replayed:
@@ -207,7 +247,7 @@ class ExecutionFolder:
 
         if transition.state is not previous:
             self._store_change(result, RecordKind.WORKFLOW, event.entity_key, previous, transition)
-        workflow = self.store.get(RecordKind.WORKFLOW, event.entity_key)
+        workflow = self._records.get(RecordKind.WORKFLOW, event.entity_key)
         self._sync_summary(result, event, workflow.last_event_occurred_at, workflow=workflow)
 
         if transition.replayed:
@@ -231,7 +271,7 @@ class ExecutionFolder:
         if rejection is not None:
             return rejection
 
-        previous = self.store.get(kind, event.entity_key)
+        previous = self._records.get(kind, event.entity_key)
         transition = fold_event(previous, event.message)
         result = FoldResult(transition.outcome, transition.detail)
         if transition.state is previous and not transition.replayed:
@@ -240,7 +280,7 @@ class ExecutionFolder:
         self._ensure_workflow(result, event)
         if transition.state is not previous:
             self._store_change(result, kind, event.entity_key, previous, transition)
-        current = self.store.get(kind, event.entity_key)
+        current = self._records.get(kind, event.entity_key)
         self._sync_summary(result, event, current.last_event_occurred_at, child=(kind, _phase_name(kind, current)))
 
         if transition.replayed:
@@ -263,14 +303,14 @@ class ExecutionFolder:
         records again is what puts them back into the changelog.
         """
         for kind, key in records:
-            state = self.store.get(kind, key)
+            state = self._records.get(kind, key)
             if state is not None:
-                self.store.put(kind, key, state)
+                self._records.put(kind, key, state)
                 result.republish.append(StateChange(kind, key, state))
 
     def _check_cluster(self, event: ExecutionEvent) -> Optional[FoldResult]:
         """Reject a node or task event from a cluster that did not own the execution when it occurred."""
-        workflow = self.store.get(RecordKind.WORKFLOW, event.execution_key)
+        workflow = self._records.get(RecordKind.WORKFLOW, event.execution_key)
         message = event.message
         if workflow_fold.is_compatible_producer(workflow, message.producer_id, message.occurred_at):
             return None
@@ -298,14 +338,14 @@ class ExecutionFolder:
         visible = transition.changed
         previous_version = previous.version if previous is not None else 0
         state.version = previous_version + 1 if visible else previous_version
-        self.store.put(kind, key, state)
+        self._records.put(kind, key, state)
         if visible:
             result.changes.append(StateChange(kind, key, state))
         return visible
 
     def _ensure_workflow(self, result: FoldResult, event: ExecutionEvent) -> None:
         """Create an inferred workflow record when a node or task event comes before any workflow event."""
-        if self.store.get(RecordKind.WORKFLOW, event.execution_key) is not None:
+        if self._records.get(RecordKind.WORKFLOW, event.execution_key) is not None:
             return
 
         state = workflow_fold.create_inferred(_execution_id_of(event), event.message.occurred_at)
@@ -316,7 +356,7 @@ class ExecutionFolder:
 
     def remove_execution(self, execution_key: str) -> list[StateChange]:
         """Delete an execution's workflow, node, task and summary records; return their tombstones."""
-        summary = self.store.get(RecordKind.SUMMARY, execution_key)
+        summary = self._records.get(RecordKind.SUMMARY, execution_key)
         removed = []
         if summary is not None:
             removed += [(RecordKind.NODE, key) for key in sorted(summary.node_phases)]
@@ -325,8 +365,8 @@ class ExecutionFolder:
 
         tombstones = []
         for kind, key in removed:
-            if self.store.get(kind, key) is not None:
-                self.store.delete(kind, key)
+            if self._records.get(kind, key) is not None:
+                self._records.delete(kind, key)
                 tombstones.append(StateChange(kind, key, None))
         return tombstones
 
@@ -345,7 +385,7 @@ class ExecutionFolder:
         same record changes nothing. The summary stores a phase per child, so
         it is copied only when a step would change it.
         """
-        previous = self.store.get(RecordKind.SUMMARY, event.execution_key)
+        previous = self._records.get(RecordKind.SUMMARY, event.execution_key)
         if previous is not None and _summary_in_line(previous, event.entity_key, occurred_at, workflow, child):
             return
 

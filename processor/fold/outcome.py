@@ -18,6 +18,9 @@ class Outcome(str, enum.Enum):
     STALE = "stale"
     INCOMPATIBLE_CLUSTER = "incompatible-cluster"
     INVALID = "invalid"
+    # The fold would make a record larger than the state and changelog topics
+    # accept, so it changed nothing.
+    RECORD_TOO_LARGE = "record-too-large"
 
 
 @dataclass(frozen=True)

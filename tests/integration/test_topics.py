@@ -8,7 +8,15 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from support import isolated_settings, run_cli
 from processor.config import ConfigError
-from processor.topics import LIBRDKAFKA_BATCH_BYTES, changelog_topic, ensure_topics, state_batch_bytes, topic_specs
+from processor.topics import (
+    LIBRDKAFKA_BATCH_BYTES,
+    StateTopicLimits,
+    changelog_topic,
+    ensure_topics,
+    smallest_topic_limit,
+    state_topic_limits,
+    topic_specs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -97,14 +105,29 @@ def test_worker_unreachable_broker_exits(tmp_path):
     assert "FLYTE_STATE_CONNECT_TIMEOUT_SECONDS" in result.stderr
 
 
-def test_state_batch_bytes_default_topics(kafka_bootstrap, tmp_path):
+def test_state_limits_default_topics(kafka_bootstrap, tmp_path):
     settings = isolated_settings(kafka_bootstrap, tmp_path)
     ensure_topics(settings)
 
-    assert state_batch_bytes(settings) == LIBRDKAFKA_BATCH_BYTES
+    limits = state_topic_limits(settings)
+
+    assert limits == StateTopicLimits.of_created_topics(settings)
+    assert limits.batch_bytes == LIBRDKAFKA_BATCH_BYTES
+    assert limits.topic_bytes == settings.max_record_bytes
 
 
-def test_state_batch_bytes_small_changelog_segments(kafka_bootstrap, tmp_path):
+def test_compacted_topics_take_max_record_bytes(kafka_bootstrap, tmp_path):
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    ensure_topics(settings)
+    compacted = [spec.name for spec in topic_specs(settings) if spec.compacted]
+
+    smallest = smallest_topic_limit(_admin(settings), compacted)
+
+    assert len(compacted) == 8
+    assert smallest == settings.max_record_bytes
+
+
+def test_state_limits_small_changelog_segments(kafka_bootstrap, tmp_path):
     settings = isolated_settings(kafka_bootstrap, tmp_path)
     topic = changelog_topic(settings, "task-executions")
     config = {"cleanup.policy": "compact", "segment.bytes": "65536"}
@@ -112,10 +135,15 @@ def test_state_batch_bytes_small_changelog_segments(kafka_bootstrap, tmp_path):
     admin.create_topics([NewTopic(topic, num_partitions=settings.partitions, config=config)])[topic].result()
     ensure_topics(settings)
 
-    assert state_batch_bytes(settings) == 65536
+    limits = state_topic_limits(settings)
+
+    assert limits.batch_bytes == 65536
+    assert limits.topic_bytes == 65536
 
 
-def test_state_batch_bytes_small_message_size(kafka_bootstrap, tmp_path):
+def test_state_limits_small_message_size(kafka_bootstrap, tmp_path):
+    # A summary topic created before the worker, with the broker's default
+    # limit or a smaller one, caps records below FLYTE_STATE_MAX_RECORD_BYTES.
     settings = isolated_settings(kafka_bootstrap, tmp_path)
     topic = settings.topics.summary_state
     config = {"cleanup.policy": "compact", "max.message.bytes": "200000"}
@@ -123,4 +151,7 @@ def test_state_batch_bytes_small_message_size(kafka_bootstrap, tmp_path):
     admin.create_topics([NewTopic(topic, num_partitions=settings.partitions, config=config)])[topic].result()
     ensure_topics(settings)
 
-    assert state_batch_bytes(settings) == 200000
+    limits = state_topic_limits(settings)
+
+    assert limits.batch_bytes == 200000
+    assert limits.topic_bytes == 200000
