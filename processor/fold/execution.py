@@ -355,8 +355,11 @@ class ExecutionFolder:
         self._sync_summary(result, event, state.last_event_occurred_at, workflow=state)
 
     def remove_execution(self, execution_key: str) -> list[StateChange]:
-        """Delete an execution's workflow, node, task and summary records; return their tombstones."""
-        summary = self._records.get(RecordKind.SUMMARY, execution_key)
+        """Delete an execution's workflow, node, task and summary records; return their tombstones.
+
+        It is no fold, so it writes to the store directly, not through the journal.
+        """
+        summary = self.store.get(RecordKind.SUMMARY, execution_key)
         removed = []
         if summary is not None:
             removed += [(RecordKind.NODE, key) for key in sorted(summary.node_phases)]
@@ -365,8 +368,8 @@ class ExecutionFolder:
 
         tombstones = []
         for kind, key in removed:
-            if self._records.get(kind, key) is not None:
-                self._records.delete(kind, key)
+            if self.store.get(kind, key) is not None:
+                self.store.delete(kind, key)
                 tombstones.append(StateChange(kind, key, None))
         return tombstones
 
