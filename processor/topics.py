@@ -238,13 +238,20 @@ class StateTopicLimits:
     # Largest record batch, in bytes, that the state producer builds per partition.
     batch_bytes: int
     # Smallest max.message.bytes or segment.bytes of the topics: the largest
-    # record batch, compressed, that the broker takes.
+    # record batch, as stored, that the broker takes.
     topic_bytes: int
+    # Whether every topic's compression.type is producer or lz4, so that the
+    # broker stores the producer's lz4 batches without compressing them again.
+    topics_keep_lz4: bool = True
 
     @classmethod
     def of_created_topics(cls, settings: Settings) -> "StateTopicLimits":
         """Return the limits of the topics as ``ensure_topics`` creates them, without reading their configs."""
         return cls(LIBRDKAFKA_BATCH_BYTES, settings.max_record_bytes)
+
+
+# Topic compression types under which the broker keeps the state producer's lz4 batches.
+_LZ4_KEEPING_COMPRESSION_TYPES = frozenset({"producer", "lz4"})
 
 
 def smallest_topic_limit(admin: AdminClient, topics: list[str]) -> int | None:
@@ -254,14 +261,22 @@ def smallest_topic_limit(admin: AdminClient, topics: list[str]) -> int | None:
     for ``segment.bytes``, MESSAGE_TOO_LARGE for ``max.message.bytes``.
     Raises KafkaException when the configs cannot be read.
     """
+    return _smallest_size_limit(_topic_configs(admin, topics))
+
+
+def _smallest_size_limit(configs: dict[str, dict]) -> int | None:
     smallest = None
-    for config in _topic_configs(admin, topics).values():
+    for config in configs.values():
         for name in ("segment.bytes", "max.message.bytes"):
-            entry = config.get(name)
-            if entry is not None and entry.value is not None:
-                value = int(entry.value)
-                smallest = value if smallest is None else min(smallest, value)
+            value = _config_value(config, name)
+            if value is not None:
+                smallest = int(value) if smallest is None else min(smallest, int(value))
     return smallest
+
+
+def _config_value(config: dict, name: str) -> str | None:
+    entry = config.get(name)
+    return None if entry is None else entry.value
 
 
 def state_topic_limits(settings: Settings, admin: AdminClient | None = None) -> StateTopicLimits:
@@ -273,10 +288,15 @@ def state_topic_limits(settings: Settings, admin: AdminClient | None = None) -> 
     """
     admin = admin or admin_client(settings)
     compacted = [spec.name for spec in topic_specs(settings) if spec.compacted]
-    smallest = smallest_topic_limit(admin, compacted)
+    configs = _topic_configs(admin, compacted)
+    keep_lz4 = all(
+        _config_value(config, "compression.type") in (None, *_LZ4_KEEPING_COMPRESSION_TYPES)
+        for config in configs.values()
+    )
+    smallest = _smallest_size_limit(configs)
     if smallest is None:
-        return StateTopicLimits.of_created_topics(settings)
-    return StateTopicLimits(batch_bytes=min(LIBRDKAFKA_BATCH_BYTES, smallest), topic_bytes=smallest)
+        return StateTopicLimits(LIBRDKAFKA_BATCH_BYTES, settings.max_record_bytes, keep_lz4)
+    return StateTopicLimits(min(LIBRDKAFKA_BATCH_BYTES, smallest), smallest, keep_lz4)
 
 
 def _check_partitions(settings: Settings, specs: list[TopicSpec], metadata) -> None:

@@ -183,7 +183,10 @@ class ExecutionStateTopology:
         self.router = RecordRouter(settings)
         self.table_store = TableStateStore(self.tables)
         self.store = WriteBackStore(self.table_store)
-        self.folder = ExecutionFolder(self.store, RecordSizeLimit(settings.max_record_bytes, self.limits.topic_bytes))
+        record_limit = RecordSizeLimit(
+            settings.max_record_bytes, self.limits.topic_bytes, topics_keep_lz4=self.limits.topics_keep_lz4
+        )
+        self.folder = ExecutionFolder(self.store, record_limit)
         self.state_producer = StateRecordProducer(settings, self.limits.batch_bytes)
         self.table_writer = TableWriter(self.tables, self.state_producer)
         self.pipeline = BatchPipeline(self.store, self.table_writer, self.state_producer, self.state_topic_names)

@@ -20,6 +20,7 @@ from confluent_kafka import KafkaError, Producer
 
 from processor.config import Settings
 from processor.kafka_clients import producer_config
+from processor.record_size import STATE_LZ4_LEVEL
 from processor.topics import LIBRDKAFKA_BATCH_BYTES
 
 log = logging.getLogger(__name__)
@@ -73,9 +74,14 @@ class StateRecordProducer:
                 # One fold batch can change hundreds of records of one
                 # partition, and the broker rejects their record batch when
                 # it exceeds the topic's segment or message size. A single
-                # record never does, because the folder rejects events that
-                # would make a record larger than the topics accept.
+                # record does so only when processor/record_size.py
+                # underestimates its compressed size, because the folder
+                # rejects events that would make a larger record.
                 "batch.size": batch_bytes,
+                # processor/record_size.py estimates record sizes with the
+                # same codec and level.
+                "compression.type": "lz4",
+                "compression.level": STATE_LZ4_LEVEL,
             }
         )
 

@@ -174,11 +174,11 @@ class ExecutionFolder:
                 self._apply_enrichment(result, event, enrichment)
             if republish_touched and result.outcome is not Outcome.INCOMPATIBLE_CLUSTER:
                 self._republish_touched(result, event, published)
+            oversized = self._oversized_record()
         except BaseException:
             journal.undo()
             raise
 
-        oversized = self._oversized_record()
         if oversized is not None:
             journal.undo()
             return FoldResult(Outcome.RECORD_TOO_LARGE, oversized)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
+import random
 
 import pytest
 from confluent_kafka import Producer
@@ -11,10 +13,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from processor.fold.execution import RecordKind
 from processor.kafka_clients import client_config, producer_config
+from processor.messages import TaskExecutionState
+from processor.record_size import RecordSizeLimit
 from processor.routing import DEAD_LETTER_REASON
 from processor.state_reader import StateReader
 from processor.topics import ensure_topics
 from processor.worker_process import WorkerProcess
+from topologies.state_producer import Delivery, StateRecordProducer
 from support import isolated_settings, read_topic
 from unit.builders import (
     EXECUTION_KEY,
@@ -138,3 +143,82 @@ def test_large_record_recovers_from_changelog(kafka_bootstrap, tmp_path):
     assert second_exit == 0, second.log_tail()
     assert task is not None
     assert subtask_count(task) == 6000
+
+
+def map_task_record(subtasks: int, style: str) -> TaskExecutionState:
+    """A task record of ``subtasks`` subtasks whose log URIs compress well, half well or barely with lz4."""
+    numbers = random.Random(subtasks)
+    state = TaskExecutionState()
+    for index in range(subtasks):
+        resource = state.task_execution.closure.metadata.external_resources.add(index=index, external_id=f"job-{index}")
+        if style == "compressible":
+            uri = (
+                "https://console.aws.amazon.com/cloudwatch/home?region=us-east-1#logEventViewer:group=/aws/batch/job;"
+                f"stream=flytesnacks-development-exec1-n0-{index}/{numbers.getrandbits(64):016x}"
+            )
+        elif style == "half-random":
+            uri = f"https://logs.example/{numbers.randbytes(60).hex()}/" + "k8s/pod/container" * 3
+        else:
+            uri = "https://logs.example/" + base64.urlsafe_b64encode(numbers.randbytes(150)).decode()
+        resource.logs.add(name=f"Cloudwatch Logs (User) {index}", uri=uri)
+    return state
+
+
+def smallest_accepted_topic_bytes(limit_of, key: str, state) -> int:
+    """Return the smallest topic limit for which the size check accepts the record."""
+    low, high = 1_000, 50_000_000
+    while low < high:
+        middle = (low + high) // 2
+        if limit_of(middle).violation(key, state) is None:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+@pytest.mark.parametrize("style", ["compressible", "half-random", "random"])
+@pytest.mark.parametrize("subtasks", [300, 3000])
+def test_broker_takes_what_size_check_accepts(kafka_bootstrap, tmp_path, style, subtasks):
+    # A record at the smallest limit the check accepts, sent by the state
+    # producer to a topic with exactly that max.message.bytes.
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    state = map_task_record(subtasks, style)
+    limit_bytes = smallest_accepted_topic_bytes(
+        lambda topic_bytes: RecordSizeLimit(settings.max_record_bytes, topic_bytes), TASK_KEY, state
+    )
+    topic = f"{settings.app_id}.size-check"
+    admin = AdminClient(client_config(settings))
+    config = {"max.message.bytes": str(limit_bytes)}
+    admin.create_topics([NewTopic(topic, num_partitions=1, config=config)])[topic].result()
+
+    producer = StateRecordProducer(settings, batch_bytes=min(limit_bytes, 1_000_000))
+    delivery = Delivery()
+    producer.send(topic, TASK_KEY.encode(), state.SerializeToString(), delivery, partition=0)
+    asyncio.run(producer.confirm(delivery))
+
+    assert delivery.failures == []
+    assert delivery.pending == 0
+
+
+def test_broker_takes_recompressed_record(kafka_bootstrap, tmp_path):
+    # A topic that stores batches uncompressed: the check must count the
+    # record's full size, however well lz4 compresses it.
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    state = map_task_record(3000, "compressible")
+    limit_bytes = smallest_accepted_topic_bytes(
+        lambda topic_bytes: RecordSizeLimit(settings.max_record_bytes, topic_bytes, topics_keep_lz4=False),
+        TASK_KEY,
+        state,
+    )
+    topic = f"{settings.app_id}.size-check"
+    admin = AdminClient(client_config(settings))
+    config = {"max.message.bytes": str(limit_bytes), "compression.type": "uncompressed"}
+    admin.create_topics([NewTopic(topic, num_partitions=1, config=config)])[topic].result()
+
+    producer = StateRecordProducer(settings, batch_bytes=min(limit_bytes, 1_000_000))
+    delivery = Delivery()
+    producer.send(topic, TASK_KEY.encode(), state.SerializeToString(), delivery, partition=0)
+    asyncio.run(producer.confirm(delivery))
+
+    assert limit_bytes > state.ByteSize()
+    assert delivery.failures == []

@@ -184,3 +184,20 @@ def test_map_task_event_size_below_limit():
 
     assert isinstance(event, event_pb2.TaskExecutionEvent)
     assert event.ByteSize() < 30_000
+
+
+class FailingLimit:
+    """A record limit whose check itself fails, as a codec out of memory would."""
+
+    def violation(self, key: str, state) -> str | None:
+        raise MemoryError("cannot compress")
+
+
+def test_failing_size_check_changes_nothing():
+    store = InMemoryStateStore()
+    folder = ExecutionFolder(store, FailingLimit())
+
+    with pytest.raises(MemoryError):
+        folder.fold(keyed(task_event("n0", TaskPhase.RUNNING, 2)))
+
+    assert snapshot(store) == {}

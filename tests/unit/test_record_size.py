@@ -8,7 +8,7 @@ import os
 import cramjam
 
 from processor.messages import TaskExecutionState
-from processor.record_size import RECORD_OVERHEAD_BYTES, RecordSizeLimit
+from processor.record_size import RECORD_OVERHEAD_BYTES, STATE_LZ4_LEVEL, RecordSizeLimit
 
 KEY = "flytesnacks:development:exec1/n0/wf.train/0"
 
@@ -61,10 +61,25 @@ def test_incompressible_record_exceeds_topic():
 
 def test_topic_limit_counts_key_and_overhead():
     state = task_record("https://logs.example", random_paths=True)
-    compressed = len(KEY) + len(cramjam.lz4.compress(state.SerializeToString()))
-    enough = compressed + compressed // 128 + RECORD_OVERHEAD_BYTES
+    compressed = len(KEY) + len(cramjam.lz4.compress(state.SerializeToString(), level=STATE_LZ4_LEVEL))
+    enough = compressed + compressed // 32 + RECORD_OVERHEAD_BYTES
     limit = RecordSizeLimit(producer_bytes=10 * enough, topic_bytes=enough)
 
     assert len(KEY) + state.ByteSize() > enough
     assert limit.violation(KEY, state) is None
     assert limit.violation(KEY + "-longer", state) is not None
+
+
+def test_recompressing_topic_counts_uncompressed_size():
+    # A topic with another compression.type compresses each batch again, so
+    # the producer's lz4 size says nothing about what the broker stores.
+    state = task_record("https://logs.example/" + "x" * 500)
+    size = len(KEY) + state.ByteSize()
+    bound = size + size // 6 + 32 + RECORD_OVERHEAD_BYTES
+
+    rejected = RecordSizeLimit(10 * size, size // 4, topics_keep_lz4=False).violation(KEY, state)
+
+    assert rejected is not None
+    assert "compress it again" in rejected
+    assert RecordSizeLimit(10 * size, bound, topics_keep_lz4=False).violation(KEY, state) is None
+    assert RecordSizeLimit(10 * size, bound - 1, topics_keep_lz4=False).violation(KEY, state) is not None
