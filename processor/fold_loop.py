@@ -42,11 +42,7 @@ class SerializedTables:
 
     def get(self, kind: RecordKind, key: str) -> Optional[Message]:
         raw = self.values[kind].get(key.encode())
-        if raw is None:
-            return None
-        state = kind.message_class()
-        state.ParseFromString(raw)
-        return state
+        return None if raw is None else kind.parse(raw)
 
 
 @dataclass

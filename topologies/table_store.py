@@ -36,11 +36,7 @@ class TableStateStore:
             raw = self.tables[kind].get(key.encode())
         except Exception as error:
             raise StateStoreError(f"cannot read {key!r} from the {kind.value} table: {error}") from error
-        if raw is None:
-            return None
-        state = kind.message_class()
-        state.ParseFromString(raw)
-        return state
+        return None if raw is None else kind.parse(raw)
 
 
 @contextmanager

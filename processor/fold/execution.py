@@ -40,6 +40,12 @@ class RecordKind(str, enum.Enum):
     def message_class(self) -> type:
         return _RECORD_CLASSES[self]
 
+    def parse(self, raw: bytes) -> Message:
+        """Decode a serialized record of this kind, as tables and changelog topics hold it."""
+        state = _RECORD_CLASSES[self]()
+        state.ParseFromString(raw)
+        return state
+
 
 _RECORD_CLASSES = {
     RecordKind.WORKFLOW: WorkflowExecutionState,
