@@ -231,6 +231,7 @@ def _wait_for_topics(admin: AdminClient, names: list[str]):
 # batch of a partition.
 LIBRDKAFKA_BATCH_BYTES = 1_000_000
 
+
 @dataclass(frozen=True)
 class StateTopicLimits:
     """Sizes that the worker's changelog and state topics accept, as their configs set them."""
