@@ -28,10 +28,18 @@ consumer group while another one folds a backlog then starts such
 partitions at their end, and their earlier events are never folded. The fix
 seeks these partitions to their earliest offset, as the worker's
 ``auto.offset.reset`` of earliest promises.
+
+Seeks on the consumer's thread: faust runs aiokafka's consumer on a thread
+of its own, and its other seeks go through that thread's method queue, but
+``seek`` calls aiokafka from the event loop's thread. aiokafka then deletes
+the partition's fetched records while its fetcher may be iterating them on
+the consumer's thread; the fetcher raised KeyError and the worker stopped.
+The fix sends the seek through the method queue as well.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from typing import Optional
@@ -67,6 +75,27 @@ def apply_offset_fixes() -> None:
     """Apply every fix of this module; the worker calls it before it builds its app."""
     apply_contiguous_commit_fix()
     apply_stream_position_fix()
+    apply_thread_seek_fix()
+
+
+# Seeks on the consumer's thread ---------------------------------------------------
+
+
+def apply_thread_seek_fix() -> None:
+    """Make faust's seek run on the consumer's thread, as its seek_wait and seek_to_beginning do."""
+
+    def make_seek_on_thread(original):
+        async def seek_on_consumer_thread(self, partition, offset):
+            thread = self._thread
+            if asyncio.get_running_loop() is getattr(thread, "thread_loop", None):
+                # Already on the consumer's thread: the method queue runs there.
+                thread.seek(partition, offset)
+                return
+            await thread.call_thread(thread.seek, partition, offset)
+
+        return seek_on_consumer_thread
+
+    _wrap_once(ThreadDelegateConsumer, "_seek", make_seek_on_thread)
 
 
 # Contiguous commits ------------------------------------------------------------

@@ -8,7 +8,7 @@ from collections import defaultdict
 from types import SimpleNamespace
 
 import pytest
-from faust.transport.consumer import Consumer
+from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
@@ -16,6 +16,7 @@ from processor import metrics
 from topologies.faust_fixes import (
     apply_contiguous_commit_fix,
     apply_stream_position_fix,
+    apply_thread_seek_fix,
     checked_records,
     contiguous_commit_offset,
     seek_uncommitted_to_earliest,
@@ -367,3 +368,46 @@ def test_perform_seek_latest_reset_accepts_next_record():
     asyncio.run(Consumer.perform_seek(consumer))
 
     assert stream_positions_of(consumer).accepting_any == {uncommitted}
+
+
+class RecordingThread:
+    """A consumer thread stand-in that records seeks and where they ran."""
+
+    def __init__(self) -> None:
+        self.thread_loop = None
+        self.seeks: list[tuple] = []
+        self.queued: list[str] = []
+
+    def seek(self, partition, offset) -> None:
+        self.seeks.append((partition, offset))
+
+    async def call_thread(self, fun, *args):
+        self.queued.append(fun.__name__)
+        return fun(*args)
+
+
+def test_seek_goes_through_consumer_thread():
+    apply_thread_seek_fix()
+    consumer = SimpleNamespace(_thread=RecordingThread())
+    tp = TP("flyte.events.task", 3)
+
+    asyncio.run(ThreadDelegateConsumer._seek(consumer, tp, 42))
+
+    assert consumer._thread.queued == ["seek"]
+    assert consumer._thread.seeks == [(tp, 42)]
+
+
+def test_seek_on_consumer_thread_runs_directly():
+    apply_thread_seek_fix()
+    thread = RecordingThread()
+    consumer = SimpleNamespace(_thread=thread)
+    tp = TP("flyte.events.task", 3)
+
+    async def seek_from_thread_loop():
+        thread.thread_loop = asyncio.get_running_loop()
+        await ThreadDelegateConsumer._seek(consumer, tp, 7)
+
+    asyncio.run(seek_from_thread_loop())
+
+    assert thread.queued == []
+    assert thread.seeks == [(tp, 7)]
