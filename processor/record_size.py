@@ -36,7 +36,7 @@ def _lz4_estimate_bytes(compressed: int) -> int:
 
     The two frame codecs differ in block handling. For map task records
     with log URIs, the broker stored librdkafka's batches up to 0.9% smaller
-    than cramjam's fast mode made them; the bound allows them to be 3% larger.
+    than cramjam's fast mode made them. The bound allows them to be 3% larger.
     """
     return compressed + compressed // 32
 

@@ -31,7 +31,8 @@ class RawInputSchema(faust.Schema):
         """Return the decoder that faust's conductor calls for each fetched record.
 
         ``options`` (the decode-error callbacks and propagation default of
-        faust's own schema) do not apply, because this decoder cannot fail.
+        faust's own schema) do not apply, because this decoder parses nothing
+        and so raises no decode error.
         """
         event_class = app.conf.Event
 

@@ -75,13 +75,13 @@ def test_journal_undo_restores_deleted():
 
 def test_journal_changed_skips_rewrites_and_deletes():
     store = InMemoryStateStore()
-    kept = ExecutionSummary(version=1)
-    store.put(RecordKind.SUMMARY, "same", kept)
+    unchanged = ExecutionSummary(version=1)
+    store.put(RecordKind.SUMMARY, "same", unchanged)
     store.put(RecordKind.SUMMARY, "gone", ExecutionSummary(version=1))
     journal = FoldJournal(store)
 
     journal.begin()
-    journal.put(RecordKind.SUMMARY, "same", kept)
+    journal.put(RecordKind.SUMMARY, "same", unchanged)
     journal.delete(RecordKind.SUMMARY, "gone")
     replacement = ExecutionSummary(version=2)
     journal.put(RecordKind.SUMMARY, "new", replacement)

@@ -72,7 +72,7 @@ def test_topic_limit_counts_key_and_overhead():
 
 def test_recompressing_topic_counts_uncompressed_size():
     # A topic with another compression.type compresses each batch again, so
-    # the producer's lz4 size says nothing about what the broker stores.
+    # the producer's lz4 size does not bound what the broker stores.
     state = task_record("https://logs.example/" + "x" * 500)
     size = len(KEY) + state.ByteSize()
     bound = size + size // 6 + 32 + RECORD_OVERHEAD_BYTES
