@@ -944,8 +944,7 @@ class _StateFollower(threading.Thread):
         value = message.value()
         if value is None:
             return
-        state = self.kind_by_topic[message.topic()].message_class()
-        state.ParseFromString(value)
+        state = self.kind_by_topic[message.topic()].parse(value)
         occurred_at = state.last_event_occurred_at
         for sent_at in self.sent.take_reflected(message.key().decode(), (occurred_at.seconds, occurred_at.nanos)):
             self.latencies.append(read_at - sent_at)

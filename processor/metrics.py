@@ -127,6 +127,7 @@ class LabelledSeries:
             child = self.children[values] = self.metric.labels(*values)
         return child
 
+
 class PendingCounts:
     """Increments of one labelled counter, kept in a dict until ``flush`` adds them to the counter.
 

@@ -130,8 +130,7 @@ class StateReader:
             table.pop(key, None)
             return
 
-        state = kind.message_class()
-        state.ParseFromString(value)
+        state = kind.parse(value)
         current = table.get(key)
         if current is None or state.version >= current.version:
             table[key] = state

@@ -23,7 +23,6 @@ from processor.events import DeadLetterReason
 from processor.fold.execution import ExecutionFolder, RecordId, RecordKind, StateChange
 from processor.fold.outcome import Outcome
 from processor.fold.write_back import WriteBackStore
-from processor.messages import WorkflowExecutionState
 from processor.record_size import RecordSizeLimit
 from processor.security import faust_broker_credentials
 from processor.topics import TABLE_NAMES, StateTopicLimits
@@ -525,9 +524,7 @@ class ExecutionStateTopology:
             for raw_key, raw_value in list(self.tables[RecordKind.WORKFLOW].items()):
                 if partition_for_key(raw_key, self.settings.partitions) != record.partition:
                     continue
-                state = WorkflowExecutionState()
-                state.ParseFromString(raw_value)
-                yield raw_key.decode(), state
+                yield raw_key.decode(), RecordKind.WORKFLOW.parse(raw_value)
 
         # NOTE: a sweep replayed after a crash finds the records that the
         # dead worker deleted from its table store, but whose tombstones did

@@ -251,9 +251,7 @@ class StateCache:
         """
         if value is None:
             return self.delete(kind, key)
-        state = kind.message_class()
-        state.ParseFromString(value)
-        return self.put(kind, key, state)
+        return self.put(kind, key, kind.parse(value))
 
     def put(self, kind: RecordKind, key: str, state: Message) -> bool:
         execution_key = execution_key_of(kind, key)
