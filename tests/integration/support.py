@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Optional
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from processor import expectations
 from processor.config import Settings
-from processor.kafka_clients import reader_config
+from processor.kafka_clients import client_config, reader_config
 from processor.state_reader import StateReader
 from processor.worker_process import WorkerProcess
 
@@ -26,6 +27,13 @@ EXAMPLE_STREAMS = REPO_ROOT / "examples" / "streams"
 TEST_PARTITIONS = 3
 
 STATE_TIMEOUT_SECONDS = 120
+
+
+def create_topic(settings: Settings, name: str, config: dict[str, str], partitions: Optional[int] = None) -> None:
+    """Create a topic with ``config`` before the worker does; ``partitions`` defaults to the settings' count."""
+    admin = AdminClient(client_config(settings))
+    topic = NewTopic(name, num_partitions=partitions or settings.partitions, config=config)
+    admin.create_topics([topic])[name].result()
 
 
 def streams_dir() -> Path:

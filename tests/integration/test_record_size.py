@@ -9,10 +9,9 @@ import random
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from processor.fold.execution import RecordKind
-from processor.kafka_clients import client_config, producer_config
+from processor.kafka_clients import producer_config
 from processor.messages import TaskExecutionState
 from processor.record_size import RecordSizeLimit
 from processor.routing import DEAD_LETTER_REASON
@@ -20,7 +19,7 @@ from processor.state_reader import StateReader
 from processor.topics import ensure_topics
 from processor.worker_process import WorkerProcess
 from topologies.state_producer import Delivery, StateRecordProducer
-from support import isolated_settings, read_topic
+from support import create_topic, isolated_settings, read_topic
 from unit.builders import (
     EXECUTION_KEY,
     TaskPhase,
@@ -84,9 +83,7 @@ def test_oversized_record_dead_letters_event(kafka_bootstrap, tmp_path):
     # topic created before the worker might.
     settings = isolated_settings(kafka_bootstrap, tmp_path / "state")
     changelog = f"{settings.app_id}-task-executions-changelog"
-    config = {"cleanup.policy": "compact", "max.message.bytes": "100000"}
-    admin = AdminClient(client_config(settings))
-    admin.create_topics([NewTopic(changelog, num_partitions=settings.partitions, config=config)])[changelog].result()
+    create_topic(settings, changelog, {"cleanup.policy": "compact", "max.message.bytes": "100000"})
     ensure_topics(settings)
 
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
@@ -187,9 +184,7 @@ def test_broker_takes_what_size_check_accepts(kafka_bootstrap, tmp_path, style, 
         lambda topic_bytes: RecordSizeLimit(settings.max_record_bytes, topic_bytes), TASK_KEY, state
     )
     topic = f"{settings.app_id}.size-check"
-    admin = AdminClient(client_config(settings))
-    config = {"max.message.bytes": str(limit_bytes)}
-    admin.create_topics([NewTopic(topic, num_partitions=1, config=config)])[topic].result()
+    create_topic(settings, topic, {"max.message.bytes": str(limit_bytes)}, partitions=1)
 
     producer = StateRecordProducer(settings, batch_bytes=min(limit_bytes, 1_000_000))
     delivery = Delivery()
@@ -211,9 +206,8 @@ def test_broker_takes_recompressed_record(kafka_bootstrap, tmp_path):
         state,
     )
     topic = f"{settings.app_id}.size-check"
-    admin = AdminClient(client_config(settings))
     config = {"max.message.bytes": str(limit_bytes), "compression.type": "uncompressed"}
-    admin.create_topics([NewTopic(topic, num_partitions=1, config=config)])[topic].result()
+    create_topic(settings, topic, config, partitions=1)
 
     producer = StateRecordProducer(settings, batch_bytes=min(limit_bytes, 1_000_000))
     delivery = Delivery()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from support import isolated_settings, run_cli
+from support import create_topic, isolated_settings, run_cli
 from processor.config import ConfigError
 from processor.topics import (
     LIBRDKAFKA_BATCH_BYTES,
@@ -130,9 +130,7 @@ def test_compacted_topics_take_max_record_bytes(kafka_bootstrap, tmp_path):
 def test_state_limits_small_changelog_segments(kafka_bootstrap, tmp_path):
     settings = isolated_settings(kafka_bootstrap, tmp_path)
     topic = changelog_topic(settings, "task-executions")
-    config = {"cleanup.policy": "compact", "segment.bytes": "65536"}
-    admin = _admin(settings)
-    admin.create_topics([NewTopic(topic, num_partitions=settings.partitions, config=config)])[topic].result()
+    create_topic(settings, topic, {"cleanup.policy": "compact", "segment.bytes": "65536"})
     ensure_topics(settings)
 
     limits = state_topic_limits(settings)
@@ -146,12 +144,29 @@ def test_state_limits_small_message_size(kafka_bootstrap, tmp_path):
     # limit or a smaller one, caps records below FLYTE_STATE_MAX_RECORD_BYTES.
     settings = isolated_settings(kafka_bootstrap, tmp_path)
     topic = settings.topics.summary_state
-    config = {"cleanup.policy": "compact", "max.message.bytes": "200000"}
-    admin = _admin(settings)
-    admin.create_topics([NewTopic(topic, num_partitions=settings.partitions, config=config)])[topic].result()
+    create_topic(settings, topic, {"cleanup.policy": "compact", "max.message.bytes": "200000"})
     ensure_topics(settings)
 
     limits = state_topic_limits(settings)
 
     assert limits.batch_bytes == 200000
     assert limits.topic_bytes == 200000
+
+
+def test_state_limits_read_compression_type(kafka_bootstrap, tmp_path):
+    # A changelog that compresses every batch again with gzip: the producer's
+    # lz4 batches do not reach the disk as they are.
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    config = {"cleanup.policy": "compact", "compression.type": "gzip"}
+    create_topic(settings, changelog_topic(settings, "node-executions"), config)
+    ensure_topics(settings)
+
+    assert state_topic_limits(settings).topics_keep_lz4 is False
+
+
+def test_state_limits_keep_lz4_by_default(kafka_bootstrap, tmp_path):
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    create_topic(settings, settings.topics.task_state, {"cleanup.policy": "compact", "compression.type": "lz4"})
+    ensure_topics(settings)
+
+    assert state_topic_limits(settings).topics_keep_lz4 is True
