@@ -35,6 +35,38 @@ of its own, and its other seeks go through that thread's method queue, but
 the partition's fetched records while its fetcher may be iterating them on
 the consumer's thread; the fetcher raised KeyError and the worker stopped.
 The fix sends the seek through the method queue as well.
+
+Queues kept when the flow resumes: faust's FlowControlEvent.resume empties
+every agent's queue, also when the flow is already running. Table recovery
+resumes the flow to read the changelogs, resumes the input partitions,
+seeks them to their committed offsets, and then resumes the flow once more.
+The records fetched between that seek and the second resume were in the
+agent's queue and vanished unacknowledged: the committed offset stayed
+before them for good and the consumer lag never reached 0 (the scale chaos
+scenario on a loaded machine). The fix empties the queues only when the
+flow was suspended, as it is after every revocation.
+
+Read offsets: faust drops a fetched record whose offset is below the last
+one it handed over, its read offset. It sets that offset after awaiting the
+hand-over, so a seek made meanwhile is undone, and the records that the
+seek fetches again are dropped while StreamPositions counts them as
+delivered. StreamPositions already drops repeats, so checked_records sets
+faust's read offset to each record it delivers.
+
+Rebalances while the worker stops: faust responds to a rebalance that starts
+after SIGTERM by closing aiokafka's client and group coordinator from the
+event loop's thread, while they run on the consumer's thread. In the scale
+chaos scenario on a loaded machine, a worker that received SIGTERM just
+before a second worker joined then either logged failed heartbeats until
+it was killed, or died of a segmentation fault. The fix leaves the
+rebalance alone: the stopping worker takes no partitions, and its consumer
+leaves the group when it stops, from its own thread.
+
+Stalled commits: ``StalledCommits`` finds input partitions whose next
+offset to commit stays unacknowledged while later offsets are acknowledged,
+which means that its record never reached the agent. The worker seeks
+such a partition back to that offset, so a hand-over lost in a way not
+foreseen above costs a replay instead of a partition that stops committing.
 """
 
 from __future__ import annotations
@@ -44,9 +76,11 @@ import functools
 import logging
 from typing import Optional
 
+from faust.app.base import App
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from faust.types import TP
 from intervaltree import IntervalTree
+from mode.utils.queues import FlowControlEvent
 
 from processor import metrics
 from topologies.stream_positions import StreamPositions, Verdict
@@ -76,6 +110,47 @@ def apply_offset_fixes() -> None:
     apply_contiguous_commit_fix()
     apply_stream_position_fix()
     apply_thread_seek_fix()
+    apply_flow_resume_fix()
+    apply_stopping_rebalance_fix()
+
+
+# Rebalances while the worker stops -------------------------------------------------
+
+
+def apply_stopping_rebalance_fix() -> None:
+    """Make faust ignore a rebalance that starts while the app stops, instead of closing the consumer from the wrong thread."""
+
+    def make_ignore(original):
+        def ignore_rebalance_while_stopping(self):
+            log.info(
+                "the group rebalances while this worker stops; it takes no partitions "
+                "and leaves the group when its consumer stops"
+            )
+
+        return ignore_rebalance_while_stopping
+
+    _wrap_once(App, "_on_rebalance_when_stopped", make_ignore)
+
+
+# Queues kept when the flow resumes ---------------------------------------------------
+
+
+def apply_flow_resume_fix() -> None:
+    """Make FlowControlEvent.resume empty the queues only when the flow was suspended."""
+
+    def make_resume(original):
+        def resume_keeping_queued_events(self):
+            if self.is_active():
+                # Already running: the queued events were put after the
+                # last suspension and belong to the current assignment.
+                self._suspend.clear()
+                self._resume.set()
+                return
+            original(self)
+
+        return resume_keeping_queued_events
+
+    _wrap_once(FlowControlEvent, "resume", make_resume)
 
 
 # Seeks on the consumer's thread ---------------------------------------------------
@@ -181,6 +256,7 @@ def _record_gap(consumer, tp: TP, first: int, end: int) -> None:
 async def checked_records(consumer, records):
     """Yield the (tp, message) pairs of ``records`` that StreamPositions delivers, and seek partitions back where it returns SEEK_BACK."""
     positions = stream_positions_of(consumer)
+    read_offsets = consumer._read_offset
     async for tp, message in records:
         if not _is_stream_partition(consumer, tp):
             yield tp, message
@@ -191,6 +267,9 @@ async def checked_records(consumer, records):
         if verdict is Verdict.DELIVER:
             if expected is not None and message.offset > expected:
                 _record_gap(consumer, tp, expected, message.offset)
+            # faust's fetcher reads this right after the yield and drops the
+            # record when its offset is lower; StreamPositions decides instead.
+            read_offsets[tp] = message.offset
             yield tp, message
         elif verdict is Verdict.SEEK_BACK:
             log.warning(

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections import defaultdict
 from types import SimpleNamespace
 
 import pytest
+from faust.app.base import App
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from faust.types import TP
 from intervaltree import IntervalTree
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
 from processor import metrics
 from topologies.faust_fixes import (
     apply_contiguous_commit_fix,
+    apply_flow_resume_fix,
+    apply_stopping_rebalance_fix,
     apply_stream_position_fix,
     apply_thread_seek_fix,
     checked_records,
@@ -229,11 +234,13 @@ class FetchingConsumer:
     def __init__(self, stream_topics=("events",)) -> None:
         self.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: topic in stream_topics))
         self._gap = defaultdict(IntervalTree)
+        self._read_offset = defaultdict(lambda: None)
         self.seeks = []
 
     async def seek(self, tp, offset):
         # faust's seek, with the stream position fix's wrapper.
         self.seeks.append({tp: offset})
+        self._read_offset[tp] = offset
         stream_positions_of(self).sought(tp, offset)
 
 
@@ -411,3 +418,100 @@ def test_seek_on_consumer_thread_runs_directly():
 
     assert thread.queued == []
     assert thread.seeks == [(tp, 7)]
+
+
+def test_checked_records_set_faust_read_offset():
+    events = TP("events", 0)
+    consumer = FetchingConsumer()
+    stream_positions_of(consumer).sought(events, 3340)
+    # faust's fetcher set this after a hand-over that a seek back to 3340 overtook.
+    consumer._read_offset[events] = 3819
+    read_offsets_seen = []
+
+    async def faust_fetcher():
+        positions = stream_positions_of(consumer)
+        positions.begin_fetch()
+        positions.start_fetch({events: [3340, 3341]})
+
+        async def records():
+            for offset in (3340, 3341):
+                yield events, SimpleNamespace(offset=offset)
+
+        async for tp, message in checked_records(consumer, records()):
+            # faust's fetcher drops a record below its read offset.
+            read_offsets_seen.append(consumer._read_offset[tp])
+
+    asyncio.run(faust_fetcher())
+
+    assert read_offsets_seen == [3340, 3341]
+
+
+def _managed_queue(flow_control: FlowControlEvent) -> FlowControlQueue:
+    # As faust's channels make their queues.
+    return FlowControlQueue(maxsize=10, flow_control=flow_control, clear_on_resume=True)
+
+
+def test_flow_resume_keeps_queued_events():
+    apply_flow_resume_fix()
+
+    async def run():
+        flow_control = FlowControlEvent()
+        queue = _managed_queue(flow_control)
+        flow_control.resume()
+        queue.put_nowait("event fetched after the seek")
+
+        # Table recovery resumes the flow again after it sought the inputs.
+        flow_control.resume()
+
+        return queue.qsize()
+
+    assert asyncio.run(run()) == 1
+
+
+def test_flow_resume_after_suspension_empties_queues():
+    apply_flow_resume_fix()
+
+    async def run():
+        flow_control = FlowControlEvent()
+        queue = _managed_queue(flow_control)
+        flow_control.resume()
+        queue.put_nowait("event of the revoked assignment")
+        flow_control.suspend()
+
+        flow_control.resume()
+
+        return queue.qsize(), flow_control.is_active()
+
+    assert asyncio.run(run()) == (0, True)
+
+
+def test_flow_resume_fix_applied_once():
+    apply_flow_resume_fix()
+    patched = FlowControlEvent.resume
+
+    apply_flow_resume_fix()
+
+    assert FlowControlEvent.resume is patched
+
+
+class StoppingApp:
+    """A faust app that stops, with a consumer that must not be closed from the event loop's thread."""
+
+    def __init__(self) -> None:
+        self.should_stop = True
+        self.consumer = SimpleNamespace(close=self.close_consumer)
+        self.closed = False
+
+    def close_consumer(self) -> None:
+        self.closed = True
+
+
+def test_stopping_rebalance_keeps_consumer(caplog):
+    apply_stopping_rebalance_fix()
+    caplog.set_level(logging.INFO, logger="topologies.faust_fixes")
+    app = StoppingApp()
+
+    App._on_rebalance_when_stopped(app)
+
+    assert not app.closed
+    assert "leaves the group when its consumer stops" in caplog.text
