@@ -44,7 +44,8 @@ STATE_RECORDS_PUBLISHED = Counter(
 INPUT_SEEK_BACKS = Counter(
     "flyte_state_input_seek_backs",
     "Input partitions sought back to the next offset the agent must receive, by topic and cause: "
-    "jump (a fetch skipped offsets) or undelivered (fetched records were not handed to the agent)",
+    "jump (a fetch skipped offsets), undelivered (fetched records were not handed to the agent) "
+    "or stalled-commit (a record handed over never reached the agent, so the commit stopped before it)",
     ["topic", "cause"],
     registry=REGISTRY,
 )

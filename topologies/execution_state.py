@@ -7,6 +7,7 @@ module only moves records between Kafka and those functions.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
 import time
@@ -41,6 +42,7 @@ from topologies.fast_delivery import apply_fast_delivery
 from topologies.faust_fixes import apply_offset_fixes
 from topologies.lean_monitor import LeanMonitor
 from topologies.raw_input import RawInputSchema
+from topologies.stalled_commits import CHECK_INTERVAL_SECONDS, StalledCommits, seek_back_stalled
 from topologies.state_producer import StateRecordError, StateRecordProducer
 from topologies.table_store import StateStoreError, TableStateStore, TableWriter
 from topologies.worker_metrics import WorkerGauges, start_metrics_server
@@ -214,6 +216,8 @@ class ExecutionStateTopology:
         # offset of an event whose fold has not finished.
         app.agent(self.input_topic, name="fold-execution-events", concurrency=1)(self._consume)
         app.timer(settings.retention_sweep_seconds, on_leader=False)(self._request_retention_sweeps)
+        self.stalled_commits = StalledCommits()
+        app.timer(CHECK_INTERVAL_SECONDS, on_leader=False)(self._seek_back_stalled_partitions)
 
         self.assigned_at = time.monotonic()
         app.on_partitions_revoked.connect(self._on_partitions_revoked)
@@ -256,6 +260,8 @@ class ExecutionStateTopology:
             self.store.discard()
             self.replay_until.clear()
             self.published_since_assignment.clear()
+        # The seek after recovery moves every partition to its committed offset.
+        self.stalled_commits = StalledCommits()
 
     async def _log_recovery(self) -> None:
         elapsed = time.monotonic() - self.assigned_at
@@ -499,6 +505,18 @@ class ExecutionStateTopology:
         """Add changed records, or tombstones, to the open batch; write_batch publishes them."""
         self.batch.add_changes(changes)
 
+    async def _seek_back_stalled_partitions(self) -> None:
+        """Seek input partitions whose commit stopped before a record that never reached the agent back to it."""
+        if self.app.rebalancing:
+            return
+        stream_topics = frozenset([*self.settings.topics.all_inputs, self.settings.repartition_topic])
+        try:
+            await seek_back_stalled(self.app.consumer, self.stalled_commits, stream_topics)
+        except Exception as error:
+            # A rebalance can revoke partitions under the check, and an
+            # exception from a faust timer stops the whole worker.
+            log.warning("cannot check the input partitions for stalled commits: %r", error)
+
     async def _request_retention_sweeps(self) -> None:
         """Send one sweep control record to each repartition-topic partition this worker holds."""
         now = time.time()
@@ -585,6 +603,9 @@ def run_worker(settings: Settings, limits: Optional[StateTopicLimits] = None) ->
     ``limits`` are the sizes that the changelog and state topics accept, as
     processor.topics.state_topic_limits reads them from the broker.
     """
+    # A crash in native code (librdkafka, RocksDB, uvloop) then leaves the
+    # Python stack of every thread in the worker's log.
+    faulthandler.enable()
     install_event_loop()
     topology = build_topology(settings, limits)
     start_metrics_server(settings)
