@@ -39,7 +39,7 @@ from processor.routing import (
 )
 from topologies.batch_pipeline import Batch, BatchPipeline
 from topologies.fast_delivery import apply_fast_delivery
-from topologies.faust_fixes import apply_offset_fixes
+from topologies.faust_fixes import apply_faust_fixes
 from topologies.lean_monitor import LeanMonitor
 from topologies.raw_input import RawInputSchema
 from topologies.stalled_commits import CHECK_INTERVAL_SECONDS, StalledCommits, seek_back_stalled
@@ -85,7 +85,7 @@ FETCH_MAX_RECORDS = 1500
 
 
 def build_app(settings: Settings) -> faust.App:
-    apply_offset_fixes()
+    apply_faust_fixes()
     apply_fast_delivery()
 
     # faust opens its data directory without creating missing parents.

@@ -7,7 +7,7 @@ offset itself is neither acknowledged nor a gap. Then its record was lost on
 the way to the agent. The commit cannot pass it, so the partition's lag
 stays above 0 for good. ``StalledCommits`` reports such a partition once it has
 seen it in that state at two checks in a row with the same committed
-offset; the worker then seeks the partition back to that offset.
+offset. The worker then seeks the partition back to that offset.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from processor import metrics
 log = logging.getLogger(__name__)
 
 # Seconds between two checks. A stalled partition is sought back after two
-# to three of them. A partition whose agent is merely slow is never
-# reported, because its later offsets are not acknowledged before the
-# committed one.
+# to three of them. A partition whose agent is merely slow is not reported,
+# because its later offsets are not acknowledged before the committed one,
+# and no partition is checked while a commit is in flight.
 CHECK_INTERVAL_SECONDS = 30.0
 
 
@@ -93,6 +93,13 @@ async def seek_back_stalled(consumer, stalled_commits: StalledCommits, stream_to
     partition was revoked meanwhile) is logged and left to the next
     assignment, whose seek sets the position again.
     """
+    if consumer._commit_fut is not None:
+        # faust removes the offsets it commits from the acknowledged ones
+        # before the commit and moves the committed offset only after it, so
+        # a partition looks stalled while its commit is in flight.
+        stalled_commits.suspects.clear()
+        return 0
+
     tps = [tp for tp in consumer.assignment() if tp.topic in stream_topics]
     sought = 0
     for tp, offset in stalled_commits.check(commit_heads(consumer, tps)):

@@ -86,6 +86,7 @@ class StalledConsumer:
         self._gap = defaultdict(IntervalTree)
         self.fail_seeks = fail_seeks
         self.seeks = []
+        self._commit_fut = None
 
     def assignment(self):
         return set(self.assigned)
@@ -128,3 +129,23 @@ def test_failed_seek_back_logged(caplog):
 
     assert asyncio.run(two_checks()) == [0, 0]
     assert "cannot seek flyte.events.task[2] back to 3340" in caplog.text
+
+
+def test_commit_in_flight_not_reported():
+    # faust took offsets 3340 to 4045 out of the acknowledged ones and awaits
+    # their commit, so the committed offset has not moved yet.
+    consumer = stalled_consumer()
+    stalled_commits = StalledCommits()
+
+    async def checks_during_commit():
+        consumer._commit_fut = asyncio.get_running_loop().create_future()
+        during = [await seek_back_stalled(consumer, stalled_commits, frozenset([EVENTS.topic])) for _ in range(2)]
+        consumer._commit_fut = None
+        after = await seek_back_stalled(consumer, stalled_commits, frozenset([EVENTS.topic]))
+        return during, after
+
+    during, after = asyncio.run(checks_during_commit())
+
+    assert during == [0, 0]
+    assert after == 0
+    assert consumer.seeks == []
