@@ -261,7 +261,7 @@ class ExecutionStateTopology:
             self.replay_until.clear()
             self.published_since_assignment.clear()
         # The seek after recovery moves every partition to its committed offset.
-        self.stalled_commits = StalledCommits()
+        self.stalled_commits.clear()
 
     async def _log_recovery(self) -> None:
         elapsed = time.monotonic() - self.assigned_at
@@ -509,9 +509,8 @@ class ExecutionStateTopology:
         """Seek input partitions whose commit stopped before a record that never reached the agent back to it."""
         if self.app.rebalancing:
             return
-        stream_topics = frozenset([*self.settings.topics.all_inputs, self.settings.repartition_topic])
         try:
-            await seek_back_stalled(self.app.consumer, self.stalled_commits, stream_topics)
+            await seek_back_stalled(self.app.consumer, self.stalled_commits)
         except Exception as error:
             # A rebalance can revoke partitions under the check, and an
             # exception from a faust timer stops the whole worker.

@@ -247,7 +247,7 @@ def stream_positions_of(consumer) -> StreamPositions:
     return positions
 
 
-def _is_stream_partition(consumer, tp: TP) -> bool:
+def is_stream_partition(consumer, tp: TP) -> bool:
     # Input topics are the ones whose records agents acknowledge; changelog
     # records go to table recovery and are never acknowledged.
     return consumer.app.topics.acks_enabled_for(tp.topic)
@@ -265,7 +265,7 @@ async def checked_records(consumer, records):
     positions = stream_positions_of(consumer)
     read_offsets = consumer._read_offset
     async for tp, message in records:
-        if not _is_stream_partition(consumer, tp):
+        if not is_stream_partition(consumer, tp):
             yield tp, message
             continue
 
@@ -336,7 +336,7 @@ def apply_stream_position_fix() -> None:
                 {
                     tp: [record.offset for record in partition_records]
                     for tp, partition_records in records.items()
-                    if _is_stream_partition(self, tp)
+                    if is_stream_partition(self, tp)
                 }
             )
             return records
@@ -353,7 +353,7 @@ def apply_stream_position_fix() -> None:
     def make_seek(original):
         async def seek_recorded(self, partition, offset):
             await original(self, partition, offset)
-            if _is_stream_partition(self, partition):
+            if is_stream_partition(self, partition):
                 stream_positions_of(self).sought(partition, offset)
 
         return seek_recorded
@@ -363,7 +363,7 @@ def apply_stream_position_fix() -> None:
             await original(self, partitions)
             positions = stream_positions_of(self)
             for tp, offset in partitions.items():
-                if _is_stream_partition(self, tp):
+                if is_stream_partition(self, tp):
                     positions.sought(tp, offset)
 
         return seek_wait_recorded
@@ -371,7 +371,7 @@ def apply_stream_position_fix() -> None:
     def make_perform_seek(original):
         async def perform_seek_recorded(self):
             positions = stream_positions_of(self)
-            stream_partitions = [tp for tp in self.assignment() if _is_stream_partition(self, tp)]
+            stream_partitions = [tp for tp in self.assignment() if is_stream_partition(self, tp)]
             # Until the seek is done, records of these partitions may come
             # from either side of it, so none is handed over.
             positions.forget(stream_partitions)
@@ -396,7 +396,7 @@ def apply_stream_position_fix() -> None:
     def make_add_gap(original):
         async def add_gap_of_changelogs_only(self, tp, offset_from, offset_to):
             # checked_records records the gaps of input partitions itself.
-            if _is_stream_partition(self, tp):
+            if is_stream_partition(self, tp):
                 return
             await original(self, tp, offset_from, offset_to)
 

@@ -20,6 +20,7 @@ from faust.types import TP
 from intervaltree import IntervalTree
 
 from processor import metrics
+from topologies.faust_fixes import contiguous_commit_offset, is_stream_partition
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ def is_stalled(head: CommitHead) -> bool:
     """Return whether later offsets are acknowledged while the committed offset is neither acknowledged nor a gap."""
     if head.committed is None or not head.acked:
         return False
-    if head.committed in head.acked or head.gaps.at(head.committed):
+    # The commit would move when the committed offset is acknowledged or a gap.
+    if contiguous_commit_offset(head.acked, head.gaps, head.committed) is not None:
         return False
     return min(head.acked) > head.committed
 
@@ -73,6 +75,10 @@ class StalledCommits:
         self.suspects = stalled
         return confirmed
 
+    def clear(self) -> None:
+        """Forget every suspect, as after a seek of all partitions or while a commit is in flight."""
+        self.suspects.clear()
+
 
 def commit_heads(consumer, tps: Iterable[TP]) -> dict[TP, CommitHead]:
     """Read the commit bookkeeping of faust's consumer for ``tps``."""
@@ -86,7 +92,7 @@ def commit_heads(consumer, tps: Iterable[TP]) -> dict[TP, CommitHead]:
     }
 
 
-async def seek_back_stalled(consumer, stalled_commits: StalledCommits, stream_topics: frozenset[str]) -> int:
+async def seek_back_stalled(consumer, stalled_commits: StalledCommits) -> int:
     """Check the consumer's assigned input partitions and seek each confirmed stalled one back to its committed offset.
 
     Returns how many partitions were sought back. A seek that fails (the
@@ -97,10 +103,10 @@ async def seek_back_stalled(consumer, stalled_commits: StalledCommits, stream_to
         # faust removes the offsets it commits from the acknowledged ones
         # before the commit and moves the committed offset only after it, so
         # a partition looks stalled while its commit is in flight.
-        stalled_commits.suspects.clear()
+        stalled_commits.clear()
         return 0
 
-    tps = [tp for tp in consumer.assignment() if tp.topic in stream_topics]
+    tps = [tp for tp in consumer.assignment() if is_stream_partition(consumer, tp)]
     sought = 0
     for tp, offset in stalled_commits.check(commit_heads(consumer, tps)):
         acked = consumer._acked.get(tp) or ()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from types import SimpleNamespace
 
 from faust.types import TP
 from intervaltree import IntervalTree
@@ -80,6 +81,7 @@ class StalledConsumer:
     """The consumer attributes that seek_back_stalled reads, with the seeks it made."""
 
     def __init__(self, assigned, fail_seeks=False) -> None:
+        self.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: topic == EVENTS.topic))
         self.assigned = set(assigned)
         self._committed_offset = defaultdict(lambda: None)
         self._acked = defaultdict(list)
@@ -113,7 +115,7 @@ def test_seek_back_stalled_partition():
     before = metrics.counter_value(metrics.INPUT_SEEK_BACKS, topic=EVENTS.topic, cause="stalled-commit")
 
     async def two_checks():
-        return [await seek_back_stalled(consumer, stalled_commits, frozenset([EVENTS.topic])) for _ in range(2)]
+        return [await seek_back_stalled(consumer, stalled_commits) for _ in range(2)]
 
     assert asyncio.run(two_checks()) == [0, 1]
     assert consumer.seeks == [(EVENTS, 3340)]
@@ -125,7 +127,7 @@ def test_failed_seek_back_logged(caplog):
     stalled_commits = StalledCommits()
 
     async def two_checks():
-        return [await seek_back_stalled(consumer, stalled_commits, frozenset([EVENTS.topic])) for _ in range(2)]
+        return [await seek_back_stalled(consumer, stalled_commits) for _ in range(2)]
 
     assert asyncio.run(two_checks()) == [0, 0]
     assert "cannot seek flyte.events.task[2] back to 3340" in caplog.text
@@ -139,9 +141,9 @@ def test_commit_in_flight_not_reported():
 
     async def checks_during_commit():
         consumer._commit_fut = asyncio.get_running_loop().create_future()
-        during = [await seek_back_stalled(consumer, stalled_commits, frozenset([EVENTS.topic])) for _ in range(2)]
+        during = [await seek_back_stalled(consumer, stalled_commits) for _ in range(2)]
         consumer._commit_fut = None
-        after = await seek_back_stalled(consumer, stalled_commits, frozenset([EVENTS.topic]))
+        after = await seek_back_stalled(consumer, stalled_commits)
         return during, after
 
     during, after = asyncio.run(checks_during_commit())
