@@ -855,13 +855,61 @@ def measure_product(
 
 @dataclass
 class LatencyResult:
+    """The timed events of one latency phase; the lists run parallel, one entry per timed event."""
+
     sent: int
     seconds: float
+
+    # From the produce() call to the moment the benchmark read the state record.
     latencies: list[float]
+
+    # From the phase's start to the event's produce() call.
+    sent_after: list[float] = field(default_factory=list)
+
+    # From the produce() call to the state record's Kafka timestamp, which
+    # the worker's producer sets when it produces the record. The rest of
+    # the latency is the benchmark's own reading of the state topics.
+    produced_after: list[float] = field(default_factory=list)
 
     @property
     def achieved_rate(self) -> float:
         return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+
+# Length of the parts of a latency phase whose p99 the report gives one by one.
+LATENCY_WINDOW_SECONDS = 5.0
+
+
+def p99_by_window(latency: LatencyResult, window_seconds: float = LATENCY_WINDOW_SECONDS) -> list[float]:
+    """Return the p99 of the events sent in each ``window_seconds`` of the phase, in order; nan for a window without any.
+
+    A p99 that rises from window to window shows a backlog that grows
+    during the phase; a flat one, a worker that keeps up. Events sent after
+    the last full window count in the last, so a phase of 20.003 s has four
+    windows, and one shorter than ``window_seconds`` has one.
+    """
+    windows = max(1, int(latency.seconds // window_seconds))
+    by_window: list[list[float]] = [[] for _ in range(windows)]
+    for sent_after, value in zip(latency.sent_after, latency.latencies):
+        index = min(windows - 1, max(0, int(sent_after // window_seconds)))
+        by_window[index].append(value)
+    return [percentile(values, 0.99) for values in by_window]
+
+
+def latency_detail_lines(prefix: str, latency: LatencyResult) -> list[str]:
+    """Lines with the latency until the state record was produced and the p99 of each part of the phase.
+
+    Empty for a result without these timings.
+    """
+    if not latency.sent_after:
+        return []
+    produced_p50 = percentile(latency.produced_after, 0.50)
+    produced_p99 = percentile(latency.produced_after, 0.99)
+    windows = ", ".join(f"{value:.3f}" for value in p99_by_window(latency))
+    return [
+        f"{prefix} until the state record was produced: p50 {produced_p50:.3f} s, p99 {produced_p99:.3f} s",
+        f"{prefix} p99 by {LATENCY_WINDOW_SECONDS:.0f} s of the phase: {windows} s",
+    ]
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -923,6 +971,8 @@ class _StateFollower(threading.Thread):
         self.positions = dict(start)
         self.sent = sent
         self.latencies: list[float] = []
+        self.sent_at: list[float] = []
+        self.produced_after: list[float] = []
         self.stopping = threading.Event()
         self.error: Optional[BaseException] = None
 
@@ -946,8 +996,11 @@ class _StateFollower(threading.Thread):
             return
         state = self.kind_by_topic[message.topic()].parse(value)
         occurred_at = state.last_event_occurred_at
+        _, produced_at_ms = message.timestamp()
         for sent_at in self.sent.take_reflected(message.key().decode(), (occurred_at.seconds, occurred_at.nanos)):
             self.latencies.append(read_at - sent_at)
+            self.sent_at.append(sent_at)
+            self.produced_after.append(produced_at_ms / 1000 - sent_at)
 
     def caught_up(self, ends: dict[tuple[str, int], int]) -> bool:
         return all(self.positions.get(key, 0) >= end for key, end in ends.items())
@@ -967,6 +1020,7 @@ def measure_latency(
     errors = _DeliveryErrors()
     try:
         started = time.perf_counter()
+        started_wall = time.time()
         index = 0
         while index < len(load.events):
             due = min(len(load.events), int((time.perf_counter() - started) * rate) + 1)
@@ -990,7 +1044,13 @@ def measure_latency(
         follower.join(30)
     if follower.error is not None:
         raise BenchmarkError(f"reading the state topics failed: {follower.error}")
-    return LatencyResult(sent=len(load.events), seconds=seconds, latencies=follower.latencies)
+    return LatencyResult(
+        sent=len(load.events),
+        seconds=seconds,
+        latencies=follower.latencies,
+        sent_after=[sent_at - started_wall for sent_at in follower.sent_at],
+        produced_after=follower.produced_after,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -1355,6 +1415,7 @@ def format_report(
         )
         lines.append(f"latency p50: {p50:.3f} s")
         lines.append(f"latency p99: {p99:.3f} s")
+        lines.extend(latency_detail_lines("latency", latency))
     if scaled is not None:
         scaled_latency = scaled.latency
         lines.append(
@@ -1370,6 +1431,7 @@ def format_report(
             f"p50 {percentile(scaled_latency.latencies, 0.50):.3f} s, "
             f"p99 {percentile(scaled_latency.latencies, 0.99):.3f} s"
         )
+        lines.extend(latency_detail_lines(f"latency with {scaled.workers} worker processes:", scaled_latency))
 
     lines.append(f"peak RSS product worker: {product.peak_rss_kib / 1024:.0f} MiB")
     if scaled is not None:

@@ -27,10 +27,16 @@ FIGURE_LINES = {
     "machine CPU": r"^machine CPU busy, all processes: bare loop \d+%, faust floor \d+%, product \d+% of \d+ CPUs$",
     "latency p50": r"^latency p50: \d+\.\d{3} s$",
     "latency p99": r"^latency p99: \d+\.\d{3} s$",
+    "latency until produced": r"^latency until the state record was produced: p50 -?\d+\.\d{3} s, p99 -?\d+\.\d{3} s$",
+    "latency p99 by window": r"^latency p99 by 5 s of the phase: (\d+\.\d{3}|nan) s$",
     "latency load with 2 workers": r"^latency with 2 worker processes: 1500 events at \d+ events/s for [\d.]+ s, "
     r"\d+ of them timed by their state record$",
     "standby replicas with 2 workers": r"^latency with 2 worker processes: standby replicas 0$",
     "latency with 2 workers": r"^latency with 2 worker processes: p50 \d+\.\d{3} s, p99 \d+\.\d{3} s$",
+    "latency until produced with 2 workers": r"^latency with 2 worker processes: until the state record was produced: "
+    r"p50 -?\d+\.\d{3} s, p99 -?\d+\.\d{3} s$",
+    "latency p99 by window with 2 workers": r"^latency with 2 worker processes: p99 by 5 s of the phase: "
+    r"(\d+\.\d{3}|nan) s$",
     "worker peak RSS": r"^peak RSS product worker: \d+ MiB$",
     "worker 1 of 2 peak RSS": r"^peak RSS product worker 1 of 2: \d+ MiB$",
     "worker 2 of 2 peak RSS": r"^peak RSS product worker 2 of 2: \d+ MiB$",
