@@ -35,7 +35,6 @@ from processor.routing import (
     Repartition,
     dead_letter_headers,
     header_value,
-    partition_for_key,
 )
 from topologies.batch_pipeline import Batch, BatchPipeline
 from topologies.fast_delivery import apply_fast_delivery
@@ -44,7 +43,7 @@ from topologies.lean_monitor import LeanMonitor
 from topologies.raw_input import RawInputSchema
 from topologies.stalled_commits import CHECK_INTERVAL_SECONDS, StalledCommits, seek_back_stalled
 from topologies.state_producer import StateRecordError, StateRecordProducer
-from topologies.table_store import StateStoreError, TableStateStore, TableWriter
+from topologies.table_store import StateStoreError, TableStateStore, TableWriter, partition_items
 from topologies.worker_metrics import WorkerGauges, start_metrics_server
 
 log = logging.getLogger(__name__)
@@ -538,9 +537,9 @@ class ExecutionStateTopology:
             return
 
         def workflows_of_partition():
-            for raw_key, raw_value in list(self.tables[RecordKind.WORKFLOW].items()):
-                if partition_for_key(raw_key, self.settings.partitions) != record.partition:
-                    continue
+            # A list, because removing an execution deletes from the table.
+            stored = partition_items(self.tables[RecordKind.WORKFLOW], record.partition, self.settings.partitions)
+            for raw_key, raw_value in stored:
                 yield raw_key.decode(), RecordKind.WORKFLOW.parse(raw_value)
 
         # NOTE: a sweep replayed after a crash finds the records that the

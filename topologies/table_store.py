@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 from processor import metrics
 from processor.fold.execution import RecordKind
 from processor.fold.write_back import PendingWrite
+from processor.routing import partition_for_key
 
 
 class StateStoreError(RuntimeError):
@@ -53,6 +54,24 @@ def changing_tables_for(event) -> Iterator[None]:
         yield
     finally:
         faust_streams._current_event.reset(token)
+
+
+def partition_items(table, partition: int, partitions: int) -> list[tuple[bytes, bytes]]:
+    """Return the key and value of every record that ``table`` contains for input partition ``partition``.
+
+    faust's ``items()`` reads the RocksDB database of every partition the
+    worker is assigned, so a sweep of each partition read the whole table once per
+    partition. TableWriter, and faust's recovery from the changelog partition
+    of the same number, put a record into the database of its event's input
+    partition, and the router folds only events on their key's partition. So
+    a RocksDB store's one database of ``partition`` contains exactly those
+    records. Other stores keep all keys together and are filtered by the key's
+    murmur2 partition.
+    """
+    store = table.data
+    if isinstance(store, faust_rocksdb.Store):
+        return list(store._visible_items(store._db_for_partition(partition)))
+    return [(key, value) for key, value in table.items() if partition_for_key(key, partitions) == partition]
 
 
 class TableWriter:

@@ -9,6 +9,7 @@ import pytest
 from processor import expectations
 from processor.config import Settings
 from processor.publisher import EventPublisher
+from processor.routing import partition_for_key
 from processor.state_reader import StateReader
 from processor.topics import ensure_topics
 from processor.worker_process import WorkerProcess
@@ -74,6 +75,35 @@ def test_expired_execution_tombstoned(short_retention):
     ]:
         for key in keys:
             assert _has_tombstone(settings, topic, key), f"no tombstone for {key} in {topic}"
+
+
+def test_sweep_covers_every_partition(short_retention):
+    settings, worker = short_retention
+    streams = stream_files()
+    execution_keys = set()
+    for stream in streams:
+        execution_keys |= set(expectations.load(stream.with_suffix(".expect.json"))["workflow"])
+    # The sample executions lie on more than one partition, and two share one.
+    assert len({partition_for_key(key.encode(), settings.partitions) for key in execution_keys}) > 1
+    assert len(execution_keys) > len({partition_for_key(key.encode(), settings.partitions) for key in execution_keys})
+
+    EventPublisher(settings).publish_files([str(stream) for stream in streams])
+
+    with StateReader(settings) as reader:
+        workflow_kind = reader.kind_by_topic[settings.topics.workflow_state]
+        swept = reader.wait_until(
+            lambda records: all(_has_tombstone(settings, settings.topics.workflow_state, key) for key in execution_keys),
+            timeout_seconds=90,
+        )
+        # A sweep can run while a stream is still being folded, and its later
+        # events create the execution again until the next sweep.
+        removed = reader.wait_until(
+            lambda records: not execution_keys & set(records[workflow_kind]),
+            timeout_seconds=30,
+        )
+
+    assert swept, worker.log_tail()
+    assert removed, worker.log_tail()
 
 
 def _has_tombstone(settings: Settings, topic: str, key: str) -> bool:
