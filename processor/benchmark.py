@@ -866,9 +866,11 @@ class LatencyResult:
     # From the phase's start to the event's produce() call.
     sent_after: list[float] = field(default_factory=list)
 
-    # From the produce() call to the state record's Kafka timestamp, which
-    # the worker's producer sets when it produces the record. The rest of
-    # the latency is the benchmark's own reading of the state topics.
+    # From the produce() call to the state record's Kafka timestamp, in
+    # milliseconds. On topics with CreateTime timestamps, the default that
+    # ensure_topics keeps, the worker's producer sets it when it produces the
+    # record. With LogAppendTime it is the broker's append time. The rest of
+    # the latency is the benchmark's reading of the state topics.
     produced_after: list[float] = field(default_factory=list)
 
     @property
@@ -880,20 +882,35 @@ class LatencyResult:
 LATENCY_WINDOW_SECONDS = 5.0
 
 
-def p99_by_window(latency: LatencyResult, window_seconds: float = LATENCY_WINDOW_SECONDS) -> list[float]:
-    """Return the p99 of the events sent in each ``window_seconds`` of the phase, in order; nan for a window without any.
+@dataclass(frozen=True)
+class LatencyWindow:
+    """The p99 of the events sent from ``start`` to ``end`` seconds into a latency phase; nan without any."""
+
+    start: float
+    end: float
+    p99: float
+
+
+def p99_by_window(latency: LatencyResult, window_seconds: float = LATENCY_WINDOW_SECONDS) -> list[LatencyWindow]:
+    """Split the phase into windows of ``window_seconds`` by send time and return each one's p99, in order.
 
     A p99 that rises from window to window shows a backlog that grows
-    during the phase; a flat one, a worker that keeps up. Events sent after
-    the last full window count in the last, so a phase of 20.003 s has four
-    windows, and one shorter than ``window_seconds`` has one.
+    during the phase; a flat one, a worker that keeps up. The last window
+    runs to the phase's end, so it can be up to twice as long. A phase of
+    20.003 s has four windows. One of 12 s has 0-5 s and 5-12 s, and one
+    shorter than ``window_seconds`` has a single window.
     """
     windows = max(1, int(latency.seconds // window_seconds))
     by_window: list[list[float]] = [[] for _ in range(windows)]
     for sent_after, value in zip(latency.sent_after, latency.latencies):
         index = min(windows - 1, max(0, int(sent_after // window_seconds)))
         by_window[index].append(value)
-    return [percentile(values, 0.99) for values in by_window]
+
+    bounds = [index * window_seconds for index in range(windows)] + [latency.seconds]
+    return [
+        LatencyWindow(start=bounds[index], end=bounds[index + 1], p99=percentile(values, 0.99))
+        for index, values in enumerate(by_window)
+    ]
 
 
 def latency_detail_lines(prefix: str, latency: LatencyResult) -> list[str]:
@@ -905,10 +922,12 @@ def latency_detail_lines(prefix: str, latency: LatencyResult) -> list[str]:
         return []
     produced_p50 = percentile(latency.produced_after, 0.50)
     produced_p99 = percentile(latency.produced_after, 0.99)
-    windows = ", ".join(f"{value:.3f}" for value in p99_by_window(latency))
+    windows = ", ".join(
+        f"{window.start:.0f}-{window.end:.0f} s {window.p99:.3f} s" for window in p99_by_window(latency)
+    )
     return [
         f"{prefix} until the state record was produced: p50 {produced_p50:.3f} s, p99 {produced_p99:.3f} s",
-        f"{prefix} p99 by {LATENCY_WINDOW_SECONDS:.0f} s of the phase: {windows} s",
+        f"{prefix} p99 by part of the phase: {windows}",
     ]
 
 

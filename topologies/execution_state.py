@@ -537,7 +537,6 @@ class ExecutionStateTopology:
             return
 
         def workflows_of_partition():
-            # A list, because removing an execution deletes from the table.
             stored = partition_items(self.tables[RecordKind.WORKFLOW], record.partition, self.settings.partitions)
             for raw_key, raw_value in stored:
                 yield raw_key.decode(), RecordKind.WORKFLOW.parse(raw_value)

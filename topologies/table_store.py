@@ -59,19 +59,29 @@ def changing_tables_for(event) -> Iterator[None]:
 def partition_items(table, partition: int, partitions: int) -> list[tuple[bytes, bytes]]:
     """Return the key and value of every record that ``table`` contains for input partition ``partition``.
 
-    faust's ``items()`` reads the RocksDB database of every partition the
-    worker is assigned, so a sweep of each partition read the whole table once per
-    partition. TableWriter, and faust's recovery from the changelog partition
-    of the same number, put a record into the database of its event's input
-    partition, and the router folds only events on their key's partition. So
-    a RocksDB store's one database of ``partition`` contains exactly those
-    records. Other stores keep all keys together and are filtered by the key's
-    murmur2 partition.
+    faust's ``items()`` reads the RocksDB database of every active partition
+    of the worker, so a sweep of each partition read the whole table once per
+    partition. TableWriter puts each record into the database of the
+    partition of the event being folded, on the input or the repartition
+    topic. The router folds an event only on its key's murmur2 partition.
+    faust's recovery and standby copies fill the database of a changelog
+    partition's own number. So a RocksDB store's database of ``partition``
+    contains exactly those records. Other stores keep all keys together and are
+    filtered by the key's murmur2 partition.
+
+    A partition that is not active gives no records, as in ``items()``: its
+    database may be a standby copy, or closed after a revocation.
+    NOTE: it reads faust-streaming 0.15.3's private ``_db_for_partition`` and
+    ``_visible_items``; tests/unit/test_partition_items.py covers them.
     """
     store = table.data
-    if isinstance(store, faust_rocksdb.Store):
-        return list(store._visible_items(store._db_for_partition(partition)))
-    return [(key, value) for key, value in table.items() if partition_for_key(key, partitions) == partition]
+    if not isinstance(store, faust_rocksdb.Store):
+        return [(key, value) for key, value in table.items() if partition_for_key(key, partitions) == partition]
+
+    changelog = TP(table.changelog_topic_name, partition)
+    if changelog not in store.app.assignor.assigned_actives():
+        return []
+    return list(store._visible_items(store._db_for_partition(partition)))
 
 
 class TableWriter:

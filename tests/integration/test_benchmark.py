@@ -15,6 +15,10 @@ from support import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
+# The p99 of each part of a latency phase, as "0-5 s 0.123 s, 5-10 s 0.456 s".
+WINDOW = r"\d+-\d+ s (\d+\.\d{3}|nan) s"
+WINDOWS = rf"{WINDOW}(, {WINDOW})*"
+
 # Lines of the report, by the pattern of their figure. Values are not checked:
 # they depend on the machine.
 FIGURE_LINES = {
@@ -28,15 +32,14 @@ FIGURE_LINES = {
     "latency p50": r"^latency p50: \d+\.\d{3} s$",
     "latency p99": r"^latency p99: \d+\.\d{3} s$",
     "latency until produced": r"^latency until the state record was produced: p50 -?\d+\.\d{3} s, p99 -?\d+\.\d{3} s$",
-    "latency p99 by window": r"^latency p99 by 5 s of the phase: (\d+\.\d{3}|nan) s$",
+    "latency p99 by window": rf"^latency p99 by part of the phase: {WINDOWS}$",
     "latency load with 2 workers": r"^latency with 2 worker processes: 1500 events at \d+ events/s for [\d.]+ s, "
     r"\d+ of them timed by their state record$",
     "standby replicas with 2 workers": r"^latency with 2 worker processes: standby replicas 0$",
     "latency with 2 workers": r"^latency with 2 worker processes: p50 \d+\.\d{3} s, p99 \d+\.\d{3} s$",
     "latency until produced with 2 workers": r"^latency with 2 worker processes: until the state record was produced: "
     r"p50 -?\d+\.\d{3} s, p99 -?\d+\.\d{3} s$",
-    "latency p99 by window with 2 workers": r"^latency with 2 worker processes: p99 by 5 s of the phase: "
-    r"(\d+\.\d{3}|nan) s$",
+    "latency p99 by window with 2 workers": rf"^latency with 2 worker processes: p99 by part of the phase: {WINDOWS}$",
     "worker peak RSS": r"^peak RSS product worker: \d+ MiB$",
     "worker 1 of 2 peak RSS": r"^peak RSS product worker 1 of 2: \d+ MiB$",
     "worker 2 of 2 peak RSS": r"^peak RSS product worker 2 of 2: \d+ MiB$",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from processor.benchmark import LatencyResult, latency_detail_lines, p99_by_window
+from processor.benchmark import LatencyResult, LatencyWindow, latency_detail_lines, p99_by_window
 
 
 def test_p99_by_window_per_window():
@@ -16,15 +16,28 @@ def test_p99_by_window_per_window():
         produced_after=[0.05] * 6,
     )
 
-    assert p99_by_window(latency) == [0.3, 4.0]
+    assert p99_by_window(latency) == [LatencyWindow(0.0, 5.0, 0.3), LatencyWindow(5.0, 10.0, 4.0)]
 
 
-def test_p99_by_window_last_milliseconds():
+def test_p99_by_window_last_window_to_phase_end():
     latency = LatencyResult(
-        sent=2, seconds=10.001, latencies=[0.5, 0.9], sent_after=[1.0, 10.001], produced_after=[0.4, 0.8]
+        sent=3, seconds=12.0, latencies=[0.5, 0.9, 1.5], sent_after=[1.0, 6.0, 11.5], produced_after=[0.4, 0.8, 1.4]
     )
 
-    assert p99_by_window(latency) == [0.5, 0.9]
+    assert p99_by_window(latency) == [LatencyWindow(0.0, 5.0, 0.5), LatencyWindow(5.0, 12.0, 1.5)]
+
+
+def test_p99_by_window_short_phase():
+    latency = LatencyResult(sent=2, seconds=3.0, latencies=[0.5, 0.7], sent_after=[0.5, 2.5], produced_after=[0.4, 0.6])
+
+    assert p99_by_window(latency) == [LatencyWindow(0.0, 3.0, 0.7)]
+
+
+def test_p99_by_window_clock_step_before_start():
+    # The send times come from the wall clock, which can step back.
+    latency = LatencyResult(sent=1, seconds=10.0, latencies=[0.4], sent_after=[-0.01], produced_after=[0.3])
+
+    assert p99_by_window(latency)[0] == LatencyWindow(0.0, 5.0, 0.4)
 
 
 def test_p99_by_window_without_timed_events_is_nan():
@@ -32,20 +45,24 @@ def test_p99_by_window_without_timed_events_is_nan():
 
     first, second, third = p99_by_window(latency)
 
-    assert (first, third) == (0.5, 0.7)
-    assert math.isnan(second)
+    assert (first.p99, third.p99) == (0.5, 0.7)
+    assert math.isnan(second.p99)
 
 
 def test_latency_detail_lines_for_a_timed_phase():
     latency = LatencyResult(
-        sent=3, seconds=5.0, latencies=[0.2, 0.4, 0.6], sent_after=[0.0, 1.0, 2.0], produced_after=[0.1, 0.3, 0.5]
+        sent=4,
+        seconds=10.002,
+        latencies=[0.2, 0.4, 0.6, 1.2],
+        sent_after=[0.0, 1.0, 2.0, 6.0],
+        produced_after=[0.1, 0.3, 0.5, 1.1],
     )
 
     lines = latency_detail_lines("latency", latency)
 
     assert lines == [
-        "latency until the state record was produced: p50 0.300 s, p99 0.500 s",
-        "latency p99 by 5 s of the phase: 0.600 s",
+        "latency until the state record was produced: p50 0.300 s, p99 1.100 s",
+        "latency p99 by part of the phase: 0-5 s 0.600 s, 5-10 s 1.200 s",
     ]
 
 
