@@ -867,10 +867,10 @@ class LatencyResult:
     sent_after: list[float] = field(default_factory=list)
 
     # From the produce() call to the state record's Kafka timestamp, in
-    # milliseconds. On topics with CreateTime timestamps, the default that
-    # ensure_topics keeps, the worker's producer sets it when it produces the
-    # record. With LogAppendTime it is the broker's append time. The rest of
-    # the latency is the benchmark's reading of the state topics.
+    # milliseconds. ensure_topics sets no timestamp type, so the broker's
+    # default applies. With CreateTime, Kafka's default, the worker's producer
+    # sets the timestamp when it produces the record; with LogAppendTime it
+    # is the broker's append time. The rest is the benchmark's own reading.
     produced_after: list[float] = field(default_factory=list)
 
     @property
