@@ -482,7 +482,10 @@ def test_flow_resume_after_suspension_empties_queues():
 
         return queue.qsize(), flow_control.is_active()
 
-    assert asyncio.run(run()) == (0, True)
+    queued, active = asyncio.run(run())
+
+    assert queued == 0
+    assert active
 
 
 def test_flow_resume_fix_applied_once():
