@@ -107,6 +107,15 @@ class Topics:
         return (self.workflow_state, self.node_state, self.task_state, self.summary_state)
 
 
+# Debug contexts of librdkafka's ``debug`` property; librdkafka 2.16 accepts each of them.
+LIBRDKAFKA_DEBUG_CONTEXTS = frozenset(
+    {
+        "all", "generic", "broker", "topic", "metadata", "feature", "queue", "msg", "protocol", "cgrp",
+        "security", "fetch", "interceptor", "plugin", "consumer", "admin", "eos", "mock", "assignor",
+        "conf", "telemetry",
+    }
+)
+
 # Upper bound of FLYTE_STATE_BATCH_LINGER_SECONDS. A batch's events wait this
 # long for their state records, and faust's rebalance waits for them too.
 MAX_BATCH_LINGER_SECONDS = 60.0
@@ -168,6 +177,10 @@ class Settings:
 
     log_level: str = "INFO"
 
+    # librdkafka debug contexts of the confluent-kafka clients, for example
+    # "eos,broker". Empty turns librdkafka's debug log off.
+    librdkafka_debug: str = ""
+
     # TCP port of the worker's Prometheus endpoint, or 0 to turn the endpoint off.
     metrics_port: int = 9108
     # Address the endpoint listens on: all interfaces, so that Prometheus on another host can scrape it.
@@ -213,6 +226,7 @@ class Settings:
             standby_replicas=_env_int("FLYTE_STATE_STANDBY_REPLICAS", cls.standby_replicas, minimum=0),
             connect_timeout_seconds=_env_float("FLYTE_STATE_CONNECT_TIMEOUT_SECONDS", cls.connect_timeout_seconds),
             log_level=_env("FLYTE_STATE_LOG_LEVEL", cls.log_level).upper(),
+            librdkafka_debug=_env("FLYTE_STATE_LIBRDKAFKA_DEBUG", cls.librdkafka_debug).strip(),
             metrics_port=_env_int("FLYTE_STATE_METRICS_PORT", cls.metrics_port, minimum=0),
             metrics_address=_env("FLYTE_STATE_METRICS_ADDRESS", cls.metrics_address),
             security=SecuritySettings.from_env(),
@@ -260,6 +274,7 @@ class Settings:
             "FLYTE_STATE_STANDBY_REPLICAS": str(self.standby_replicas),
             "FLYTE_STATE_CONNECT_TIMEOUT_SECONDS": str(self.connect_timeout_seconds),
             "FLYTE_STATE_LOG_LEVEL": self.log_level,
+            "FLYTE_STATE_LIBRDKAFKA_DEBUG": self.librdkafka_debug,
             "FLYTE_STATE_METRICS_PORT": str(self.metrics_port),
             "FLYTE_STATE_METRICS_ADDRESS": self.metrics_address,
             **security_to_env(self.security),
@@ -293,6 +308,15 @@ class Settings:
             raise ConfigError(
                 f"FLYTE_STATE_BATCH_LINGER_SECONDS={self.batch_linger_seconds} must lie above 0 and at most "
                 f"{MAX_BATCH_LINGER_SECONDS:.0f}, because state records wait that long before they are published"
+            )
+        unknown_contexts = sorted(
+            {context.strip() for context in self.librdkafka_debug.split(",") if context.strip()}
+            - LIBRDKAFKA_DEBUG_CONTEXTS
+        )
+        if unknown_contexts:
+            raise ConfigError(
+                f"FLYTE_STATE_LIBRDKAFKA_DEBUG names unknown librdkafka debug contexts {', '.join(unknown_contexts)}: "
+                f"use a comma-separated list of {', '.join(sorted(LIBRDKAFKA_DEBUG_CONTEXTS))}"
             )
         names = [*self.topics.all_inputs, *self.topics.states, self.topics.dead_letter, self.repartition_topic]
         if len(set(names)) != len(names):

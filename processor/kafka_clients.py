@@ -27,6 +27,10 @@ class RepeatFilter(logging.Filter):
         self.last_seen: dict[str, float] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # Debug lines appear only when FLYTE_STATE_LIBRDKAFKA_DEBUG is set,
+        # and then each of them is kept.
+        if record.levelno <= logging.DEBUG:
+            return True
         shape = re.sub(r"\d+", "#", record.getMessage())
         now = time.monotonic()
         last = self.last_seen.get(shape)
@@ -40,7 +44,7 @@ LIBRDKAFKA_LOGGER.addFilter(RepeatFilter())
 
 
 def client_config(settings: Settings) -> dict:
-    return {
+    config = {
         "bootstrap.servers": settings.bootstrap_servers,
         "client.id": f"{settings.app_id}-client",
         "logger": LIBRDKAFKA_LOGGER,
@@ -50,6 +54,12 @@ def client_config(settings: Settings) -> dict:
         "reconnect.backoff.max.ms": 10000,
         **confluent_settings(settings.security),
     }
+    if settings.librdkafka_debug:
+        config["debug"] = settings.librdkafka_debug
+        # librdkafka's debug lines arrive at Python's DEBUG level, which the
+        # usual INFO level would drop.
+        LIBRDKAFKA_LOGGER.setLevel(logging.DEBUG)
+    return config
 
 
 def producer_config(settings: Settings) -> dict:
