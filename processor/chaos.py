@@ -13,6 +13,7 @@ Used by scripts/chaos (full runs) and tests/faults (shorter runs in CI).
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
 import threading
@@ -228,6 +229,9 @@ class ScenarioRunner:
             # Several workers share this host; none serves metrics.
             metrics_port=0,
             standby_replicas=self.standby_replicas,
+            # A failure that only some runs show is diagnosed with librdkafka's
+            # debug log, so the workers take it from the runner's environment.
+            librdkafka_debug=os.environ.get("FLYTE_STATE_LIBRDKAFKA_DEBUG", "").strip(),
         )
         settings = base.with_topic_prefix(prefix)
         return settings.replace(**changes) if changes else settings
