@@ -873,9 +873,55 @@ class LatencyResult:
     # is the broker's append time. The rest is the benchmark's own reading.
     produced_after: list[float] = field(default_factory=list)
 
+    # Where the CPU time went while the events were sent; None when not measured.
+    cpu: Optional["PhaseCpu"] = None
+
     @property
     def achieved_rate(self) -> float:
         return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class PhaseCpu:
+    """CPU use while a latency phase sent its events, in cores: CPU seconds per second of the phase.
+
+    ``machine_cores`` counts every process of the machine. The rest, after
+    the workers and the benchmark itself, is mostly the broker on a machine
+    that runs nothing else.
+    """
+
+    cpus: int
+    machine_cores: float
+    worker_cores: tuple[float, ...]
+    benchmark_cores: float
+
+    @property
+    def other_cores(self) -> float:
+        return max(0.0, self.machine_cores - sum(self.worker_cores) - self.benchmark_cores)
+
+
+class _CpuMeter:
+    """Readings of the machine's, the workers' and this process's CPU time at the start of a phase."""
+
+    def __init__(self, worker_pids: list[int]) -> None:
+        self.worker_pids = worker_pids
+        self.jiffies = _machine_jiffies()
+        self.worker_seconds = [_cpu_seconds(pid) for pid in worker_pids]
+        self.benchmark_seconds = time.process_time()
+        self.started = time.perf_counter()
+
+    def since_start(self) -> PhaseCpu:
+        """Return the CPU use since the meter was created, as cores."""
+        seconds = max(1e-9, time.perf_counter() - self.started)
+        cpus = os.cpu_count() or 1
+        return PhaseCpu(
+            cpus=cpus,
+            machine_cores=_busy_share(self.jiffies, _machine_jiffies()) * cpus,
+            worker_cores=tuple(
+                (_cpu_seconds(pid) - before) / seconds for pid, before in zip(self.worker_pids, self.worker_seconds)
+            ),
+            benchmark_cores=(time.process_time() - self.benchmark_seconds) / seconds,
+        )
 
 
 # Length of the parts of a latency phase whose p99 the report gives one by one.
@@ -925,10 +971,18 @@ def latency_detail_lines(prefix: str, latency: LatencyResult) -> list[str]:
     windows = ", ".join(
         f"{window.start:.0f}-{window.end:.0f} s {window.p99:.3f} s" for window in p99_by_window(latency)
     )
-    return [
+    lines = [
         f"{prefix} until the state record was produced: p50 {produced_p50:.3f} s, p99 {produced_p99:.3f} s",
         f"{prefix} p99 by part of the phase: {windows}",
     ]
+    if latency.cpu is not None:
+        cpu = latency.cpu
+        workers = " + ".join(f"{cores:.2f}" for cores in cpu.worker_cores)
+        lines.append(
+            f"{prefix} CPU while sending, in cores: machine {cpu.machine_cores:.2f} of {cpu.cpus}, "
+            f"workers {workers}, benchmark {cpu.benchmark_cores:.2f}, other processes {cpu.other_cores:.2f}"
+        )
+    return lines
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -1038,6 +1092,7 @@ def measure_latency(
     producer = Producer(producer_config(settings))
     errors = _DeliveryErrors()
     try:
+        cpu_meter = _CpuMeter([worker.process.pid for worker in workers])
         started = time.perf_counter()
         started_wall = time.time()
         index = 0
@@ -1051,6 +1106,7 @@ def measure_latency(
             producer.poll(0)
             time.sleep(PRODUCE_TICK_SECONDS)
         seconds = time.perf_counter() - started
+        cpu = cpu_meter.since_start()
         _flush(producer, errors, settings)
 
         _wait_for_commits(admin, settings, _consumed_topics(settings), timeout_seconds, workers)
@@ -1069,6 +1125,7 @@ def measure_latency(
         latencies=follower.latencies,
         sent_after=[sent_at - started_wall for sent_at in follower.sent_at],
         produced_after=follower.produced_after,
+        cpu=cpu,
     )
 
 

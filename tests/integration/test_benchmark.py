@@ -33,6 +33,8 @@ FIGURE_LINES = {
     "latency p99": r"^latency p99: \d+\.\d{3} s$",
     "latency until produced": r"^latency until the state record was produced: p50 -?\d+\.\d{3} s, p99 -?\d+\.\d{3} s$",
     "latency p99 by window": rf"^latency p99 by part of the phase: {WINDOWS}$",
+    "latency CPU": r"^latency CPU while sending, in cores: machine \d+\.\d\d of \d+, workers \d+\.\d\d, "
+    r"benchmark \d+\.\d\d, other processes \d+\.\d\d$",
     "latency load with 2 workers": r"^latency with 2 worker processes: 1500 events at \d+ events/s for [\d.]+ s, "
     r"\d+ of them timed by their state record$",
     "standby replicas with 2 workers": r"^latency with 2 worker processes: standby replicas 0$",
@@ -40,6 +42,8 @@ FIGURE_LINES = {
     "latency until produced with 2 workers": r"^latency with 2 worker processes: until the state record was produced: "
     r"p50 -?\d+\.\d{3} s, p99 -?\d+\.\d{3} s$",
     "latency p99 by window with 2 workers": rf"^latency with 2 worker processes: p99 by part of the phase: {WINDOWS}$",
+    "latency CPU with 2 workers": r"^latency with 2 worker processes: CPU while sending, in cores: machine \d+\.\d\d "
+    r"of \d+, workers \d+\.\d\d \+ \d+\.\d\d, benchmark \d+\.\d\d, other processes \d+\.\d\d$",
     "worker peak RSS": r"^peak RSS product worker: \d+ MiB$",
     "worker 1 of 2 peak RSS": r"^peak RSS product worker 1 of 2: \d+ MiB$",
     "worker 2 of 2 peak RSS": r"^peak RSS product worker 2 of 2: \d+ MiB$",

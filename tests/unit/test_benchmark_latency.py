@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import math
+import os
+import time
 
-from processor.benchmark import LatencyResult, LatencyWindow, latency_detail_lines, p99_by_window
+from processor.benchmark import (
+    LatencyResult,
+    LatencyWindow,
+    PhaseCpu,
+    _CpuMeter,
+    latency_detail_lines,
+    p99_by_window,
+)
 
 
 def test_p99_by_window_per_window():
@@ -70,3 +79,43 @@ def test_latency_detail_lines_without_timings():
     latency = LatencyResult(sent=3, seconds=3.0, latencies=[0.1, 0.2, 0.3])
 
     assert latency_detail_lines("latency", latency) == []
+
+
+def test_latency_detail_lines_with_cpu():
+    cpu = PhaseCpu(cpus=2, machine_cores=1.8, worker_cores=(0.61, 0.59), benchmark_cores=0.2)
+    latency = LatencyResult(
+        sent=1, seconds=4.0, latencies=[0.3], sent_after=[1.0], produced_after=[0.2], cpu=cpu
+    )
+
+    lines = latency_detail_lines("latency with 2 worker processes:", latency)
+
+    assert lines[-1] == (
+        "latency with 2 worker processes: CPU while sending, in cores: machine 1.80 of 2, "
+        "workers 0.61 + 0.59, benchmark 0.20, other processes 0.40"
+    )
+
+
+def test_phase_cpu_other_cores_not_negative():
+    # The readings of the machine and of the processes are taken moments apart.
+    cpu = PhaseCpu(cpus=2, machine_cores=0.9, worker_cores=(0.8,), benchmark_cores=0.15)
+
+    assert cpu.other_cores == 0.0
+
+
+def test_cpu_meter_counts_this_process():
+    # The figures are rates, and a busy machine stretches the wall time, so
+    # each is checked as CPU seconds over the whole wall time of the test.
+    wall_started = time.perf_counter()
+    meter = _CpuMeter([os.getpid()])
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:
+        pass
+
+    cpu = meter.since_start()
+    wall_seconds = time.perf_counter() - wall_started
+
+    assert cpu.cpus == os.cpu_count()
+    assert cpu.benchmark_cores * wall_seconds >= 0.19
+    # /proc counts in clock ticks of 10 ms.
+    assert cpu.worker_cores[0] * wall_seconds >= 0.17
+    assert cpu.machine_cores * wall_seconds >= 0.17
