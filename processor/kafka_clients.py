@@ -40,7 +40,23 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+class DebugLinesAtInfo(logging.Filter):
+    """Raise librdkafka's debug lines to INFO, so that handlers set to INFO keep them.
+
+    faust's worker gives its log handler the worker's log level, which would
+    drop every DEBUG record that FLYTE_STATE_LIBRDKAFKA_DEBUG asked for.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.INFO:
+            record.levelno = logging.INFO
+            record.levelname = logging.getLevelName(logging.INFO)
+        return True
+
+
 LIBRDKAFKA_LOGGER.addFilter(RepeatFilter())
+# Added after RepeatFilter, which must still see the debug lines' own level.
+_DEBUG_LINES_AT_INFO = DebugLinesAtInfo()
 
 
 def client_config(settings: Settings) -> dict:
@@ -59,6 +75,7 @@ def client_config(settings: Settings) -> dict:
         # librdkafka's debug lines arrive at Python's DEBUG level, which the
         # usual INFO level would drop.
         LIBRDKAFKA_LOGGER.setLevel(logging.DEBUG)
+        LIBRDKAFKA_LOGGER.addFilter(_DEBUG_LINES_AT_INFO)
     return config
 
 

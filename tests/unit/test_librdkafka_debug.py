@@ -6,7 +6,7 @@ import os
 import pytest
 
 from processor.config import ConfigError, Settings
-from processor.kafka_clients import LIBRDKAFKA_LOGGER, RepeatFilter, client_config, producer_config
+from processor.kafka_clients import LIBRDKAFKA_LOGGER, DebugLinesAtInfo, RepeatFilter, client_config, producer_config
 
 
 @pytest.fixture(autouse=True)
@@ -18,10 +18,12 @@ def clean_env(monkeypatch):
 
 @pytest.fixture
 def librdkafka_logger_level():
-    """Restore the librdkafka logger's level, which a debug setting changes for the whole process."""
+    """Restore the librdkafka logger's level and filters, which a debug setting changes for the whole process."""
     level = LIBRDKAFKA_LOGGER.level
+    filters = list(LIBRDKAFKA_LOGGER.filters)
     yield
     LIBRDKAFKA_LOGGER.setLevel(level)
+    LIBRDKAFKA_LOGGER.filters[:] = filters
 
 
 def test_debug_is_off_by_default():
@@ -75,3 +77,27 @@ def test_repeat_filter_still_drops_repeated_errors():
 
     assert repeat_filter.filter(_record(logging.ERROR, "FAIL: 127.0.0.1:9092/1: Connect to 127.0.0.1:9092 failed"))
     assert not repeat_filter.filter(_record(logging.ERROR, "FAIL: 127.0.0.1:9092/1: Connect to 127.0.0.1:9093 failed"))
+
+
+def test_debug_lines_reach_a_handler_at_info(librdkafka_logger_level):
+    # faust's worker sets its log handler to the worker's level, INFO by default.
+    records = []
+    handler = logging.Handler(level=logging.INFO)
+    handler.emit = records.append
+    LIBRDKAFKA_LOGGER.addHandler(handler)
+    try:
+        client_config(Settings(librdkafka_debug="eos"))
+        LIBRDKAFKA_LOGGER.debug("IDEMPSTATE: Idempotent producer state change Init -> RequestPID")
+        LIBRDKAFKA_LOGGER.debug("IDEMPSTATE: Idempotent producer state change Init -> RequestPID")
+    finally:
+        LIBRDKAFKA_LOGGER.removeHandler(handler)
+
+    assert len(records) == 2
+    assert records[0].levelname == "INFO"
+
+
+def test_debug_lines_at_info_keeps_higher_levels():
+    record = _record(logging.WARNING, "GETPID: Failed to acquire idempotence PID")
+
+    assert DebugLinesAtInfo().filter(record)
+    assert record.levelno == logging.WARNING
