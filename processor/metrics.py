@@ -50,6 +50,13 @@ INPUT_SEEK_BACKS = Counter(
     registry=REGISTRY,
 )
 
+PRODUCER_REPLACEMENTS = Counter(
+    "flyte_state_producer_replacements",
+    "Times the worker replaced its state and changelog producer because records got no delivery report "
+    "for a while, and produced the unconfirmed records again",
+    registry=REGISTRY,
+)
+
 
 def counter_value(counter: Counter, **labels: str) -> float:
     """Return the current value of one labelled series; 0 when it was never incremented."""

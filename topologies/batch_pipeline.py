@@ -23,7 +23,13 @@ from processor import metrics
 from processor.fold.execution import RecordKind, StateChange
 from processor.fold.public import public_bytes
 from processor.fold.write_back import PendingWrite, WriteBackStore
-from topologies.state_producer import CONFIRM_POLL_SECONDS, Delivery, StateRecordProducer
+from topologies.state_producer import (
+    CONFIRM_POLL_SECONDS,
+    CONFIRM_TIMEOUT_SECONDS,
+    Delivery,
+    DeliveryStalled,
+    StateRecordProducer,
+)
 from topologies.table_store import TableWriter
 
 _STATE_RECORDS_PUBLISHED = metrics.LabelledSeries(metrics.STATE_RECORDS_PUBLISHED)
@@ -123,15 +129,66 @@ class BatchPipeline:
         )
         self.store.mark_stored(written.writes)
 
+        written.state = self._send_state_records(written.batch)
+
+    def _send_state_records(self, batch: Batch) -> Delivery:
+        """Produce the state record of each record that ``batch`` changed; return their Delivery."""
         state = Delivery()
         published: collections.Counter[RecordKind] = collections.Counter()
-        for change in written.batch.changes.values():
+        for change in batch.changes.values():
             value = public_bytes(change.record) if change.record is not None else None
             self.producer.send(self.state_topic_names[change.kind], change.key.encode(), value, state)
             published[change.kind] += 1
         for kind, count in published.items():
             _STATE_RECORDS_PUBLISHED(kind.value).inc(count)
-        written.state = state
+        return state
+
+    async def _confirm(self, written: WrittenBatch, part: str) -> None:
+        """Wait until Kafka confirmed the ``part`` ("changelog" or "state") records of ``written``.
+
+        When the producer stalls, it is replaced and every unconfirmed batch
+        is produced again, and the wait goes on for the new records. The
+        whole wait is bounded by CONFIRM_TIMEOUT_SECONDS; StateRecordError
+        ends it as before.
+        """
+        deadline = time.monotonic() + CONFIRM_TIMEOUT_SECONDS
+        while True:
+            delivery = written.changelog if part == "changelog" else written.state
+            try:
+                await self.producer.confirm(delivery, deadline)
+                return
+            except DeliveryStalled as stall:
+                # Another waiter may have produced the records again already.
+                if not delivery.superseded:
+                    self.produce_unconfirmed_again(str(stall))
+
+    def produce_unconfirmed_again(self, reason: str) -> None:
+        """Replace the producer and produce every record of the unconfirmed batches that Kafka has not confirmed.
+
+        A batch's changelog records go out again when any of them is
+        unconfirmed, and its state records when they were produced and any
+        of them is unconfirmed. A batch whose state records were produced
+        had its changelog records confirmed, so a state record still never
+        goes out before its changelog record is in Kafka.
+        """
+        again = []
+        for written in self.unconfirmed:
+            changelog = written.changelog.pending > 0 and not written.changelog.failures
+            state = written.state is not None and written.state.pending > 0 and not written.state.failures
+            if changelog:
+                written.changelog.superseded = True
+            if state:
+                written.state.superseded = True
+            again.append((written, changelog, state))
+
+        metrics.PRODUCER_REPLACEMENTS.inc()
+        self.producer.replace(reason)
+        for written, changelog, state in again:
+            if changelog:
+                written.changelog = Delivery()
+                self.table_writer.produce_again(written.writes, written.values, written.changelog)
+            if state:
+                written.state = self._send_state_records(written.batch)
 
     async def confirm_oldest(self) -> Optional[WrittenBatch]:
         """Wait until Kafka confirmed every record of the oldest batch, then remove and return it.
@@ -141,13 +198,13 @@ class BatchPipeline:
         record failed or was not confirmed in time.
         """
         written = self.unconfirmed[0]
-        await self.producer.confirm(written.changelog)
+        await self._confirm(written, "changelog")
         if written.state is None:
             # Every older batch is confirmed and gone, so this one is next.
             self.publish_confirmed()
         if written.state is None:
             return None
-        await self.producer.confirm(written.state)
+        await self._confirm(written, "state")
         self.unconfirmed.popleft()
         return written
 
@@ -157,9 +214,9 @@ class BatchPipeline:
         Raises StateRecordError as ``confirm_oldest`` does.
         """
         for written in list(self.unconfirmed):
-            await self.producer.confirm(written.changelog)
+            await self._confirm(written, "changelog")
             if written.state is not None:
-                await self.producer.confirm(written.state)
+                await self._confirm(written, "state")
 
     def drop(self) -> int:
         """Forget every unacknowledged batch and resume publishing; return how many events they held."""

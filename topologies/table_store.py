@@ -125,6 +125,11 @@ class TableWriter:
             self.writes_by_kind[kind].inc(count)
         return values
 
+    def produce_again(self, writes: list[PendingWrite], values: list[Optional[bytes]], delivery) -> None:
+        """Produce the changelog records that ``produce`` returned ``values`` for once more, to the same partitions."""
+        for write, value in zip(writes, values):
+            self.producer.send(self.changelog_topics[write.kind], write.key.encode(), value, delivery, partition=write.partition)
+
     def store(
         self,
         writes: list[PendingWrite],

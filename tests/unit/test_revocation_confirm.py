@@ -19,7 +19,7 @@ class _FakeProducer:
         self.delay = delay
         self.confirmed: list[Delivery] = []
 
-    async def confirm(self, delivery: Delivery) -> None:
+    async def confirm(self, delivery: Delivery, deadline=None) -> None:
         await asyncio.sleep(self.delay)
         self.confirmed.append(delivery)
 
