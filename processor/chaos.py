@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 # keeps the sweep from removing them while a scenario runs.
 CHAOS_RETENTION_SECONDS = 10 * 365 * 24 * 3600.0
 
+# librdkafka's message.timeout.ms for the scenarios' publisher, and how often
+# it produces failed records again with a new producer.
+PUBLISH_TIMEOUT_SECONDS = 60.0
+PUBLISH_ATTEMPTS = 3
+
 RECOVERY_LOG_PATTERN = re.compile(r"table recovery finished in ([0-9.]+) s")
 
 RecordKey = tuple[RecordKind, str]
@@ -265,26 +270,20 @@ class ScenarioRunner:
             for index, extra in enumerate(extra_records):
                 records.insert(min(len(records), (index + 1) * step + index), extra)
 
-        errors: list[str] = []
-
-        def produce() -> None:
-            config = producer_config(settings)
-            if transactional:
-                config["transactional.id"] = f"{settings.app_id}-chaos-producer"
-            producer = Producer(config)
-            if transactional:
-                producer.init_transactions(60)
-                producer.begin_transaction()
-
+        def publish(pending: list, producer: Producer, paced: bool) -> list:
+            """Produce ``pending`` and wait for the reports; return the records that failed, with their errors."""
+            failed: list = []
             started = time.monotonic()
-            for index, (topic, key, value) in enumerate(records):
+            for index, record in enumerate(pending):
+                topic, key, value = record
                 while True:
                     try:
                         producer.produce(
                             topic,
                             key=key,
                             value=value,
-                            on_delivery=lambda error, _message: error and errors.append(error.str()),
+                            on_delivery=lambda error, _message, record=record: error
+                            and failed.append((record, error.str())),
                         )
                         break
                     except BufferError:
@@ -294,13 +293,44 @@ class ScenarioRunner:
                     producer.commit_transaction(60)
                     producer.begin_transaction()
                 ahead = (index + 1) / rate - (time.monotonic() - started)
-                if ahead > 0:
+                if paced and ahead > 0:
                     time.sleep(ahead)
             if transactional:
                 producer.commit_transaction(60)
-            remaining = producer.flush(300)
-            if remaining or errors:
-                raise RuntimeError(f"{remaining} records unsent, delivery errors: {errors[:3]}")
+            remaining = producer.flush(PUBLISH_TIMEOUT_SECONDS + 30)
+            if remaining:
+                raise RuntimeError(f"{remaining} records unsent after {PUBLISH_TIMEOUT_SECONDS + 30} s")
+            return failed
+
+        def produce() -> None:
+            config = producer_config(settings)
+            if transactional:
+                config["transactional.id"] = f"{settings.app_id}-chaos-producer"
+                producer = Producer(config)
+                producer.init_transactions(60)
+                producer.begin_transaction()
+                failed = publish(records, producer, paced=True)
+                if failed:
+                    raise RuntimeError(f"delivery errors: {[error for _, error in failed[:3]]}")
+                return
+
+            # librdkafka 2.16's idempotent producer can keep records unsent
+            # after a broker restart until they time out (docs/reliability.md),
+            # so records that failed are produced again by a new producer.
+            # The fold ignores an event that arrives twice.
+            config["message.timeout.ms"] = int(PUBLISH_TIMEOUT_SECONDS * 1000)
+            pending = records
+            for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+                failed = publish(pending, Producer(config), paced=attempt == 1)
+                if not failed:
+                    return
+                log.warning(
+                    "%d records failed (first: %s); producing them again with a new producer",
+                    len(failed),
+                    failed[0][1],
+                )
+                pending = [record for record, _ in failed]
+            raise RuntimeError(f"{len(pending)} records failed {PUBLISH_ATTEMPTS} times")
 
         thread = threading.Thread(target=produce, name="chaos-publisher", daemon=True)
         thread.start()
