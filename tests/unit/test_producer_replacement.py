@@ -152,20 +152,23 @@ def test_two_waiters_replace_once():
     assert len(producer.replaced) == 1
 
 
-def test_producer_without_reports_stalls():
-    # Nothing listens on port 1 of 127.0.0.1, so the record stays unreported.
-    producer = StateRecordProducer(Settings(bootstrap_servers="127.0.0.1:1"), stall_seconds=0.2)
+def _unanswered_record(stall_seconds: float) -> tuple[StateRecordProducer, Delivery]:
+    """Return a producer whose one record stays unreported, because nothing listens on port 1 of 127.0.0.1."""
+    producer = StateRecordProducer(Settings(bootstrap_servers="127.0.0.1:1"), stall_seconds=stall_seconds)
     delivery = Delivery()
     producer.send("state.workflow", b"a", b"value", delivery, partition=0)
+    return producer, delivery
+
+
+def test_producer_without_reports_stalls():
+    producer, delivery = _unanswered_record(stall_seconds=0.2)
 
     with pytest.raises(DeliveryStalled, match="1 records got no delivery report"):
         asyncio.run(producer.confirm(delivery))
 
 
 def test_replace_creates_new_producer_and_purges_old():
-    producer = StateRecordProducer(Settings(bootstrap_servers="127.0.0.1:1"), stall_seconds=0.2)
-    delivery = Delivery()
-    producer.send("state.workflow", b"a", b"value", delivery, partition=0)
+    producer, delivery = _unanswered_record(stall_seconds=0.2)
     old = producer.producer
 
     delivery.superseded = True
@@ -181,20 +184,16 @@ def test_replace_creates_new_producer_and_purges_old():
 
 
 def test_confirm_deadline_still_ends_the_wait():
-    producer = StateRecordProducer(Settings(bootstrap_servers="127.0.0.1:1"), stall_seconds=60.0)
-    delivery = Delivery()
-    producer.send("state.workflow", b"a", b"value", delivery, partition=0)
+    producer, delivery = _unanswered_record(stall_seconds=60.0)
 
     with pytest.raises(StateRecordError, match="unconfirmed after"):
         asyncio.run(producer.confirm(delivery, deadline=time.monotonic() + 0.1))
 
 
 def test_idle_producer_does_not_stall_at_once():
-    producer = StateRecordProducer(Settings(bootstrap_servers="127.0.0.1:1"), stall_seconds=0.2)
+    producer, delivery = _unanswered_record(stall_seconds=0.2)
     # The last report came long ago, while the worker had nothing to write.
     producer.clock.last_report_at -= 100.0
-    delivery = Delivery()
-    producer.send("state.workflow", b"a", b"value", delivery, partition=0)
 
     started = time.monotonic()
     with pytest.raises(DeliveryStalled):
