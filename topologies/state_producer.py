@@ -195,7 +195,9 @@ class StateRecordProducer:
         if delivery.failures:
             raise StateRecordError(f"{len(delivery.failures)} records failed, first: {delivery.failures[0]}")
         if delivery.pending > 0:
-            raise StateRecordError(f"{delivery.pending} records unconfirmed after {CONFIRM_TIMEOUT_SECONDS:.0f} s")
+            raise StateRecordError(
+                f"{delivery.pending} records unconfirmed at the deadline, {time.monotonic() - started:.0f} s into this wait"
+            )
 
     def replace(self, reason: str) -> None:
         """Give up on the current producer and create a new one with the same settings.

@@ -186,7 +186,7 @@ def test_replace_creates_new_producer_and_purges_old():
 def test_confirm_deadline_still_ends_the_wait():
     producer, delivery = _unanswered_record(stall_seconds=60.0)
 
-    with pytest.raises(StateRecordError, match="unconfirmed after"):
+    with pytest.raises(StateRecordError, match="unconfirmed at the deadline"):
         asyncio.run(producer.confirm(delivery, deadline=time.monotonic() + 0.1))
 
 
