@@ -44,7 +44,7 @@ class DebugLinesAtInfo(logging.Filter):
     """Raise librdkafka's debug lines to INFO, so that handlers set to INFO keep them.
 
     faust's worker gives its log handler the worker's log level, which would
-    drop every DEBUG record that FLYTE_STATE_LIBRDKAFKA_DEBUG asked for.
+    drop every DEBUG record that FLYTE_STATE_LIBRDKAFKA_DEBUG requested.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
