@@ -353,6 +353,14 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_seconds_or_nan(pid: int) -> float:
+    """Return ``_cpu_seconds(pid)``, or nan for a process that has exited and been reaped."""
+    try:
+        return _cpu_seconds(pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return math.nan
+
+
 def _machine_jiffies() -> tuple[int, int]:
     """Return the busy and total CPU time of all CPUs since boot, in clock ticks, from /proc/stat."""
     fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -897,7 +905,8 @@ class PhaseCpu:
 
     @property
     def other_cores(self) -> float:
-        return max(0.0, self.machine_cores - sum(self.worker_cores) - self.benchmark_cores)
+        alive = [cores for cores in self.worker_cores if not math.isnan(cores)]
+        return max(0.0, self.machine_cores - sum(alive) - self.benchmark_cores)
 
 
 class _CpuMeter:
@@ -918,7 +927,8 @@ class _CpuMeter:
             cpus=cpus,
             machine_cores=_busy_share(self.jiffies, _machine_jiffies()) * cpus,
             worker_cores=tuple(
-                (_cpu_seconds(pid) - before) / seconds for pid, before in zip(self.worker_pids, self.worker_seconds)
+                (_cpu_seconds_or_nan(pid) - before) / seconds
+                for pid, before in zip(self.worker_pids, self.worker_seconds)
             ),
             benchmark_cores=(time.process_time() - self.benchmark_seconds) / seconds,
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
@@ -33,6 +34,13 @@ from topologies.state_producer import (
 from topologies.table_store import TableWriter
 
 _STATE_RECORDS_PUBLISHED = metrics.LabelledSeries(metrics.STATE_RECORDS_PUBLISHED)
+
+log = logging.getLogger(__name__)
+
+
+def _needs_resend(delivery: Delivery) -> bool:
+    """Return whether records of ``delivery`` await a report that no failure has made pointless."""
+    return delivery.pending > 0 and not delivery.failures
 
 
 @dataclass
@@ -131,50 +139,74 @@ class BatchPipeline:
 
         written.state = self._send_state_records(written.batch)
 
-    def _send_state_records(self, batch: Batch) -> Delivery:
-        """Produce the state record of each record that ``batch`` changed; return their Delivery."""
+    def _send_state_records(self, batch: Batch, *, again: bool = False) -> Delivery:
+        """Produce the state record of each record that ``batch`` changed; return their Delivery.
+
+        Records produced ``again`` after a producer replacement are not
+        counted as published a second time.
+        """
         state = Delivery()
         published: collections.Counter[RecordKind] = collections.Counter()
         for change in batch.changes.values():
             value = public_bytes(change.record) if change.record is not None else None
             self.producer.send(self.state_topic_names[change.kind], change.key.encode(), value, state)
             published[change.kind] += 1
-        for kind, count in published.items():
-            _STATE_RECORDS_PUBLISHED(kind.value).inc(count)
+        if not again:
+            for kind, count in published.items():
+                _STATE_RECORDS_PUBLISHED(kind.value).inc(count)
         return state
 
     async def _confirm(self, written: WrittenBatch, part: str) -> None:
         """Wait until Kafka confirmed the ``part`` ("changelog" or "state") records of ``written``.
 
-        When the producer stalls, it is replaced and every unconfirmed batch
-        is produced again, and the wait goes on for the new records. The
-        whole wait is bounded by CONFIRM_TIMEOUT_SECONDS; StateRecordError
-        ends it as before.
+        When the producer stalls, it is replaced, the unconfirmed records are
+        produced again, and the wait goes on for the new records. While a
+        revocation pauses the pipeline nothing is produced again: the
+        partitions may belong to another worker by then. This wait is
+        bounded by CONFIRM_TIMEOUT_SECONDS, replacements included, and
+        StateRecordError ends it as before.
         """
         deadline = time.monotonic() + CONFIRM_TIMEOUT_SECONDS
         while True:
             delivery = written.changelog if part == "changelog" else written.state
             try:
-                await self.producer.confirm(delivery, deadline)
+                await self.producer.confirm(delivery, deadline, detect_stall=not self.paused)
                 return
             except DeliveryStalled as stall:
                 # Another waiter may have produced the records again already.
-                if not delivery.superseded:
+                if not delivery.superseded and not self.paused:
                     self.produce_unconfirmed_again(str(stall))
 
     def produce_unconfirmed_again(self, reason: str) -> None:
-        """Replace the producer and produce every record of the unconfirmed batches that Kafka has not confirmed.
+        """Replace the producer and produce the unconfirmed records of the unacknowledged batches again.
 
-        A batch's changelog records go out again when any of them is
-        unconfirmed, and its state records when they were produced and any
-        of them is unconfirmed. A batch whose state records were produced
-        had its changelog records confirmed, so a state record still never
-        goes out before its changelog record is in Kafka.
+        Changelog and state records are two streams, each in batch order.
+        A stream goes out again from its first batch with an unconfirmed
+        record, with every later batch's records, confirmed ones included.
+        So the newest value of each key is again the last one in its
+        partition. State records go out again only for
+        batches whose state records were produced, and those had their
+        changelog records confirmed: publish_confirmed produces state
+        records in batch order and stops at the first batch whose changelog
+        records are unconfirmed. So a state record still never goes out
+        before its changelog record is in Kafka.
         """
+        changelog_from = state_from = None
+        for index, written in enumerate(self.unconfirmed):
+            if changelog_from is None and _needs_resend(written.changelog):
+                changelog_from = index
+            if state_from is None and written.state is not None and _needs_resend(written.state):
+                state_from = index
+
         again = []
-        for written in self.unconfirmed:
-            changelog = written.changelog.pending > 0 and not written.changelog.failures
-            state = written.state is not None and written.state.pending > 0 and not written.state.failures
+        for index, written in enumerate(self.unconfirmed):
+            changelog = changelog_from is not None and index >= changelog_from and not written.changelog.failures
+            state = (
+                state_from is not None
+                and index >= state_from
+                and written.state is not None
+                and not written.state.failures
+            )
             if changelog:
                 written.changelog.superseded = True
             if state:
@@ -183,12 +215,21 @@ class BatchPipeline:
 
         metrics.PRODUCER_REPLACEMENTS.inc()
         self.producer.replace(reason)
+        changelog_records = state_records = 0
         for written, changelog, state in again:
             if changelog:
                 written.changelog = Delivery()
                 self.table_writer.produce_again(written.writes, written.values, written.changelog)
+                changelog_records += written.changelog.pending
             if state:
-                written.state = self._send_state_records(written.batch)
+                written.state = self._send_state_records(written.batch, again=True)
+                state_records += written.state.pending
+        log.warning(
+            "produced %d changelog and %d state records of %d unacknowledged batches again",
+            changelog_records,
+            state_records,
+            len(self.unconfirmed),
+        )
 
     async def confirm_oldest(self) -> Optional[WrittenBatch]:
         """Wait until Kafka confirmed every record of the oldest batch, then remove and return it.

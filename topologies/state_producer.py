@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Optional
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from processor.config import Settings
 from processor.kafka_clients import producer_config
@@ -44,6 +44,9 @@ QUEUE_FULL_TIMEOUT_SECONDS = 60.0
 # broker restart, which took about 40 s on a machine that ran six fault
 # scenarios at once: replacing the producer during a restart is harmless
 # but needless.
+# NOTE: the clock is the producer's, not a partition's. Records of one
+# partition that stall while other partitions keep reporting are not
+# detected; their batch then fails after CONFIRM_TIMEOUT_SECONDS as before.
 STALL_SECONDS = 60.0
 
 
@@ -162,14 +165,14 @@ class StateRecordProducer:
         """Run the callbacks of delivery reports that have arrived, without waiting."""
         self.producer.poll(0)
 
-    async def confirm(self, delivery: Delivery, deadline: Optional[float] = None) -> None:
+    async def confirm(self, delivery: Delivery, deadline: Optional[float] = None, detect_stall: bool = True) -> None:
         """Wait until the broker has acknowledged every record of ``delivery``.
 
         ``deadline`` is a time.monotonic() value, by default CONFIRM_TIMEOUT_SECONDS
-        from now. Raises DeliveryStalled when no report of any record arrived
-        for ``stall_seconds`` while records were pending, or when the
-        delivery was superseded. Raises StateRecordError when a record failed
-        or the deadline passed.
+        from now. Raises DeliveryStalled when the delivery was superseded, and
+        with ``detect_stall`` when no report of any record arrived for
+        ``stall_seconds`` while records were pending. Raises StateRecordError
+        when a record failed or the deadline passed.
         """
         # Delivery reports are served here, on the event loop's thread, with
         # poll(0) between short sleeps. A flush() on another thread would run
@@ -185,7 +188,7 @@ class StateRecordProducer:
                 break
             # An idle producer's last report can be old, so the wait counts from this call at the earliest.
             silent_seconds = now - max(self.clock.last_report_at, started)
-            if silent_seconds > self.stall_seconds:
+            if detect_stall and silent_seconds > self.stall_seconds:
                 raise DeliveryStalled(f"{delivery.pending} records got no delivery report for {silent_seconds:.0f} s")
             await asyncio.sleep(CONFIRM_POLL_SECONDS)
             self.producer.poll(0)
@@ -226,4 +229,7 @@ class StateRecordProducer:
         # request lands before them in practice, but nothing orders the two.
         del old
         self.clock = ReportClock()
-        self.producer = Producer(self.config)
+        try:
+            self.producer = Producer(self.config)
+        except KafkaException as error:
+            raise StateRecordError(f"cannot create a new producer: {error}") from error

@@ -39,7 +39,7 @@ class FakeProducer:
     def serve_reports(self) -> None:
         pass
 
-    async def confirm(self, delivery: Delivery, deadline=None) -> None:
+    async def confirm(self, delivery: Delivery, deadline=None, detect_stall=True) -> None:
         while delivery.pending > 0 and not delivery.failures:
             await asyncio.sleep(0.001)
         if delivery.failures:

@@ -119,3 +119,14 @@ def test_cpu_meter_counts_this_process():
     # /proc counts in clock ticks of 10 ms.
     assert cpu.worker_cores[0] * wall_seconds >= 0.17
     assert cpu.machine_cores * wall_seconds >= 0.17
+
+
+def test_cpu_meter_worker_that_exited_is_nan():
+    meter = _CpuMeter([os.getpid()])
+    # No process has the largest pid; a reaped worker reads the same.
+    meter.worker_pids = [2**22 + 1]
+
+    cpu = meter.since_start()
+
+    assert math.isnan(cpu.worker_cores[0])
+    assert not math.isnan(cpu.other_cores)

@@ -10,7 +10,11 @@ import pytest
 from processor import metrics
 from processor.config import Settings
 from processor.metrics import counter_value
-from topologies.batch_pipeline import BatchPipeline
+from processor.fold.execution import RecordKind, StateChange
+from processor.fold.write_back import PendingWrite
+from processor.messages import WorkflowExecutionState
+from topologies import batch_pipeline
+from topologies.batch_pipeline import Batch, BatchPipeline
 from topologies.state_producer import Delivery, DeliveryStalled, StateRecordError, StateRecordProducer
 from tests.unit.test_batch_pipeline import STATE_TOPICS, FakeProducer, FakeStore, changed_batch
 
@@ -29,10 +33,12 @@ class StallingProducer(FakeProducer):
         self.open = []
         self.stalled = False
 
-    async def confirm(self, delivery: Delivery, deadline=None) -> None:
+    async def confirm(self, delivery: Delivery, deadline=None, detect_stall=True) -> None:
         while delivery.pending > 0 and not delivery.failures:
-            if delivery.superseded or self.stalled:
+            if delivery.superseded or (self.stalled and detect_stall):
                 raise DeliveryStalled("no report")
+            if deadline is not None and time.monotonic() > deadline:
+                raise StateRecordError("records unconfirmed at the deadline")
             await asyncio.sleep(0.001)
         if delivery.failures:
             raise StateRecordError(delivery.failures[0])
@@ -200,3 +206,115 @@ def test_idle_producer_does_not_stall_at_once():
         asyncio.run(producer.confirm(delivery))
 
     assert time.monotonic() - started >= 0.2
+
+
+class PartitionedProducer(StallingProducer):
+    """A StallingProducer that keeps each record's value and reports records one by one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[dict] = []
+
+    def send(self, topic, key, value, delivery, partition=None) -> None:
+        super().send(topic, key, value, delivery, partition)
+        self.records.append({"topic": topic, "key": key, "value": value, "delivery": delivery, "reported": False})
+
+    def report(self, topic_prefix: str, key: bytes, value: bytes) -> None:
+        """Confirm the unreported records of one key and value, as a partition that keeps working would."""
+        for record in self.records:
+            matches = record["topic"].startswith(topic_prefix) and record["key"] == key and record["value"] == value
+            if matches and not record["reported"]:
+                record["reported"] = True
+                record["delivery"].pending -= 1
+
+    def replace(self, reason: str) -> None:
+        super().replace(reason)
+        # The purge reports every open record of the old producer as failed.
+        for record in self.records:
+            if not record["reported"]:
+                record["reported"] = True
+                record["delivery"].pending -= 1
+                record["delivery"].failures.append("purged")
+
+    def last_value(self, topic_prefix: str, key: bytes) -> bytes:
+        return [record["value"] for record in self.records if record["topic"].startswith(topic_prefix) and record["key"] == key][-1]
+
+
+class VersionedWriter(ChangelogWriter):
+    """A ChangelogWriter whose values name the batch that wrote them."""
+
+    def __init__(self, producer) -> None:
+        super().__init__(producer)
+        self.batches = 0
+
+    def produce(self, writes, delivery):
+        self.batches += 1
+        values = [f"{write.key} of batch {self.batches}".encode() for write in writes]
+        self.produce_again(writes, values, delivery)
+        return values
+
+
+def versioned_batch(store: FakeStore, keys: list[str], version: int) -> Batch:
+    batch = Batch()
+    batch.add_event(object(), 0)
+    for key in keys:
+        state = WorkflowExecutionState(version=version)
+        store.writes.append(PendingWrite(RecordKind.WORKFLOW, key, state, 0))
+        batch.add_changes([StateChange(RecordKind.WORKFLOW, key, state)])
+    return batch
+
+
+def make_partitioned_pipeline():
+    producer = PartitionedProducer()
+    producer.stalled = False
+    writer = VersionedWriter(producer)
+    store = FakeStore()
+    return BatchPipeline(store, writer, producer, STATE_TOPICS), producer, store
+
+
+def test_newer_changelog_value_stays_last():
+    pipeline, producer, store = make_partitioned_pipeline()
+    pipeline.write(versioned_batch(store, ["k", "a"], version=1))
+    pipeline.write(versioned_batch(store, ["k"], version=2))
+    # The partition of k keeps working, the partition of a stalls.
+    producer.report("changelog.", b"k", b"k of batch 1")
+    producer.report("changelog.", b"k", b"k of batch 2")
+
+    pipeline.produce_unconfirmed_again("test")
+
+    assert producer.last_value("changelog.", b"k") == b"k of batch 2"
+    assert producer.last_value("changelog.", b"a") == b"a of batch 1"
+
+
+def test_newer_state_value_stays_last():
+    pipeline, producer, store = make_partitioned_pipeline()
+    pipeline.write(versioned_batch(store, ["k", "a"], version=1))
+    producer.report("changelog.", b"k", b"k of batch 1")
+    producer.report("changelog.", b"a", b"a of batch 1")
+    pipeline.publish_confirmed()
+    pipeline.write(versioned_batch(store, ["k"], version=2))
+    producer.report("changelog.", b"k", b"k of batch 2")
+    pipeline.publish_confirmed()
+    # Both state records of k are confirmed, the one of a is not.
+    older_k = [record["value"] for record in producer.records if record["topic"].startswith("state.")][0]
+    producer.report("state.", b"k", older_k)
+    producer.report("state.", b"k", producer.last_value("state.", b"k"))
+
+    pipeline.produce_unconfirmed_again("test")
+
+    assert WorkflowExecutionState.FromString(producer.last_value("state.", b"k")).version == 2
+    # The changelog records were all confirmed, so none went out again.
+    assert [record["key"] for record in producer.records if record["topic"].startswith("changelog.")] == [b"k", b"a", b"k"]
+
+
+def test_paused_pipeline_produces_nothing_again(monkeypatch):
+    monkeypatch.setattr(batch_pipeline, "CONFIRM_TIMEOUT_SECONDS", 0.05)
+    pipeline, producer, _, store = make_pipeline()
+    pipeline.write(changed_batch(store, "a"))
+    pipeline.paused = True
+
+    with pytest.raises(StateRecordError, match="deadline"):
+        asyncio.run(pipeline.confirm_produced())
+
+    assert producer.replaced == []
+    assert producer.produced == [("changelog.workflow", b"a")]

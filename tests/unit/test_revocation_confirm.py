@@ -19,7 +19,7 @@ class _FakeProducer:
         self.delay = delay
         self.confirmed: list[Delivery] = []
 
-    async def confirm(self, delivery: Delivery, deadline=None) -> None:
+    async def confirm(self, delivery: Delivery, deadline=None, detect_stall=True) -> None:
         await asyncio.sleep(self.delay)
         self.confirmed.append(delivery)
 
