@@ -46,7 +46,7 @@ def test_replaced_producer_delivers_records_again(kafka_bootstrap, tmp_path):
     assert again.pending == 0
     assert again.failures == []
     records = _read_all(settings, topic)
-    # The purge can come after the first records reached the broker, which
-    # then contains them twice; the last copy of each key is the new producer's.
+    # The purge can come after the first records reached the broker, so the
+    # topic can contain them twice. The last copy of each key is the new producer's.
     assert records[-2:] == [(b"p:d:a", b"version 1"), (b"p:d:b", b"version 1")]
     assert len(records) in (2, 4)
