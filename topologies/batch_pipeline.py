@@ -184,12 +184,12 @@ class BatchPipeline:
         A stream goes out again from its first batch with an unconfirmed
         record, with every later batch's records, confirmed ones included.
         So the newest value of each key is again the last one in its
-        partition. State records go out again only for
-        batches whose state records were produced, and those had their
-        changelog records confirmed: publish_confirmed produces state
-        records in batch order and stops at the first batch whose changelog
-        records are unconfirmed. So a state record still never goes out
-        before its changelog record is in Kafka.
+        partition. State records go out again only for batches whose state
+        records were produced, and those had their changelog records
+        confirmed: publish_confirmed produces state records in batch order
+        and stops at the first batch whose changelog records are
+        unconfirmed. So a state record still never goes out before its
+        changelog record is in Kafka.
         """
         changelog_from = state_from = None
         for index, written in enumerate(self.unconfirmed):
