@@ -12,6 +12,7 @@ Used by scripts/chaos (full runs) and tests/faults (shorter runs in CI).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -275,18 +276,17 @@ class ScenarioRunner:
         def publish(pending: list, producer: Producer, paced: bool) -> list:
             """Produce ``pending`` and wait for the reports; return the records that failed, with their errors."""
             failed: list = []
+
+            def report(record, error, _message) -> None:
+                if error is not None:
+                    failed.append((record, error.str()))
+
             started = time.monotonic()
             for index, record in enumerate(pending):
                 topic, key, value = record
                 while True:
                     try:
-                        producer.produce(
-                            topic,
-                            key=key,
-                            value=value,
-                            on_delivery=lambda error, _message, record=record: error
-                            and failed.append((record, error.str())),
-                        )
+                        producer.produce(topic, key=key, value=value, on_delivery=functools.partial(report, record))
                         break
                     except BufferError:
                         producer.poll(0.1)
@@ -313,7 +313,8 @@ class ScenarioRunner:
                 producer.begin_transaction()
                 failed = publish(records, producer, paced=True)
                 if failed:
-                    raise RuntimeError(f"delivery errors: {[error for _, error in failed[:3]]}")
+                    first_errors = [error for _, error in failed[:3]]
+                    raise RuntimeError(f"{len(failed)} records failed in the transactional publish, first: {first_errors}")
                 return
 
             # librdkafka 2.16's idempotent producer can keep records unsent

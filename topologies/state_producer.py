@@ -46,7 +46,7 @@ QUEUE_FULL_TIMEOUT_SECONDS = 60.0
 # but needless.
 # NOTE: the clock is the producer's, not a partition's. Records of one
 # partition that stall while other partitions keep reporting are not
-# detected; their batch then fails after CONFIRM_TIMEOUT_SECONDS as before.
+# detected, so their batch still fails after CONFIRM_TIMEOUT_SECONDS.
 STALL_SECONDS = 60.0
 
 
