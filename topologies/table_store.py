@@ -43,7 +43,7 @@ class TableStateStore:
 def _read_raw(table, key: bytes) -> Optional[bytes]:
     """Return the table's value of ``key``, or None, with one lookup in a RocksDB store.
 
-    faust's ``table.get`` asks the store whether it contains the key and then
+    faust's ``table.get`` checks whether the store contains the key and then
     reads it, two RocksDB reads and about ten Python calls, most for a key
     the table does not have yet. The store's ``_get`` is the read that both
     make: in the database of the current event's partition, where TableWriter

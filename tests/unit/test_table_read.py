@@ -43,7 +43,7 @@ def _stored_record(version: int) -> bytes:
     return record.SerializeToString()
 
 
-def test_reads_the_record_of_the_current_events_partition(rocksdb_table):
+def test_table_read_current_event_partition(rocksdb_table):
     rocksdb_table.data._db_for_partition(1).put(KEY.encode(), _stored_record(version=4))
     store = TableStateStore({RecordKind.WORKFLOW: rocksdb_table})
 
@@ -55,7 +55,7 @@ def test_reads_the_record_of_the_current_events_partition(rocksdb_table):
     assert record.SerializeToString() == same_as_faust
 
 
-def test_a_missing_key_reads_as_none(rocksdb_table):
+def test_table_read_missing_key_is_none(rocksdb_table):
     rocksdb_table.data._db_for_partition(2).put(KEY.encode(), _stored_record(version=1))
     store = TableStateStore({RecordKind.WORKFLOW: rocksdb_table})
 
@@ -67,7 +67,7 @@ def test_a_missing_key_reads_as_none(rocksdb_table):
         assert store.get(RecordKind.WORKFLOW, "flytesnacks:development:other") is None
 
 
-def test_a_memory_store_is_read_through_the_table():
+def test_table_read_memory_store():
     stored = {KEY.encode(): _stored_record(version=2)}
     table = SimpleNamespace(data=stored, get=stored.get)
     store = TableStateStore({RecordKind.WORKFLOW: table})
