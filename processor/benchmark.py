@@ -692,6 +692,14 @@ class WorkerCounts:
     folded_events: int = 0
 
 
+@dataclass(frozen=True)
+class CpuPerEvent:
+    """The worker's CPU time per folded event and, of that, the time inside ExecutionFolder.fold, in microseconds."""
+
+    cpu_us: float
+    fold_us: float
+
+
 @dataclass
 class ProductResult:
     events: int
@@ -706,6 +714,10 @@ class ProductResult:
 
     # Share of all CPUs that any process kept busy over the same span.
     machine_busy: float = 0.0
+
+    # The worker's CPU time per event folded over the same span, and the
+    # part of it inside the fold.
+    cpu_per_event: CpuPerEvent = field(default_factory=lambda: CpuPerEvent(math.nan, math.nan))
 
     # Records in the dead-letter topic after both phases. The load is valid,
     # so each one is an event that the worker failed to fold.
@@ -726,18 +738,30 @@ class ProductResult:
         return self.events / self.counts.batches if self.counts.batches else 0.0
 
 
-def cpu_per_event_line(product: ProductResult) -> str:
-    """Split the worker's CPU time per event into the fold and the rest: intake, routing, writes and publishing.
+def cpu_per_event(cpu_seconds: float, at_start: WorkerCounts, at_end: WorkerCounts) -> CpuPerEvent:
+    """Divide the CPU seconds and the fold time between two scrapes by the events folded between them.
 
-    The fold's share is wall time inside ExecutionFolder.fold, which
-    includes moments when another thread of the worker held the GIL.
+    Both figures cover the same span, so the rest (CPU minus fold) is the
+    cost of everything else on those events. NaN when no event was folded
+    in the span.
     """
-    cpu_us = product.cpu_share * product.seconds / product.events * 1e6 if product.events else math.nan
-    counts = product.counts
-    fold_us = counts.fold_seconds / counts.folded_events * 1e6 if counts.folded_events else math.nan
+    events = at_end.folded_events - at_start.folded_events
+    if events <= 0:
+        return CpuPerEvent(math.nan, math.nan)
+    fold_seconds = at_end.fold_seconds - at_start.fold_seconds
+    return CpuPerEvent(cpu_seconds / events * 1e6, fold_seconds / events * 1e6)
+
+
+def cpu_per_event_line(split: CpuPerEvent) -> str:
+    """Format the split of the worker's CPU time per event into the fold and the rest: intake, routing, writes and publishing.
+
+    The fold's part is wall time inside ExecutionFolder.fold. It includes
+    moments when another thread of the worker held the GIL, or when the
+    operating system ran another process on the CPU.
+    """
     return (
-        f"product worker CPU per event: {cpu_us:.0f} us, {fold_us:.0f} us of it in the fold "
-        f"(flyte_state_fold_seconds), {cpu_us - fold_us:.0f} us in the rest (estimate)"
+        f"product worker CPU per event: {split.cpu_us:.0f} us, {split.fold_us:.0f} us of it in the fold "
+        f"(flyte_state_fold_seconds), {split.cpu_us - split.fold_us:.0f} us in the rest (estimate)"
     )
 
 
@@ -816,12 +840,13 @@ def measure_product(
     worker = WorkerProcess(settings, work_dir / "product-worker.log").start()
     child = _ChildProcess("product worker", worker.process, worker.log_path)
     profiler = _Profiler(options.py_spy, worker.pid, work_dir / "product-profile.txt") if options.profile else None
-    # Worker CPU seconds and machine jiffies at the first poll that saw a state record.
-    at_first_record: list[tuple[float, tuple[int, int]]] = []
+    # Worker CPU seconds, machine jiffies and the worker's counters at the
+    # first poll that saw a state record.
+    at_first_record: list[tuple[float, tuple[int, int], WorkerCounts]] = []
 
     def note_first_record() -> None:
         if not at_first_record and sum(_end_offsets(admin, _state_topics(settings)).values()) > 0:
-            at_first_record.append((_cpu_seconds(worker.pid), _machine_jiffies()))
+            at_first_record.append((_cpu_seconds(worker.pid), _machine_jiffies(), _scrape_counts(settings)))
 
     try:
         _wait_for_commits(
@@ -832,7 +857,9 @@ def measure_product(
             [child],
             on_poll=note_first_record,
         )
-        cpu_at_start, jiffies_at_start = at_first_record[0] if at_first_record else (0.0, _machine_jiffies())
+        cpu_at_start, jiffies_at_start, counts_at_start = (
+            at_first_record[0] if at_first_record else (0.0, _machine_jiffies(), WorkerCounts(0, 0, 0))
+        )
         cpu_used = _cpu_seconds(worker.pid) - cpu_at_start
         machine_busy = _busy_share(jiffies_at_start, _machine_jiffies())
         profile = []
@@ -858,6 +885,7 @@ def measure_product(
             batch_linger_seconds=settings.batch_linger_seconds,
         )
         result.cpu_share = cpu_used / result.seconds
+        result.cpu_per_event = cpu_per_event(cpu_used, counts_at_start, counts)
         result.machine_busy = machine_busy
 
         if latency_load.events:
@@ -1508,7 +1536,7 @@ def format_report(
     lines.append(f"ratio product/bare: {product_rate / bare_rate:.2f}")
     lines.append(f"ratio product/faust-floor: {product_rate / floor_rate:.2f}")
     lines.append(f"product worker CPU while folding: {100 * product.cpu_share:.0f}% of one core (estimate)")
-    lines.append(cpu_per_event_line(product))
+    lines.append(cpu_per_event_line(product.cpu_per_event))
     lines.append(
         f"machine CPU busy, all processes: bare loop {100 * bare['machine_busy']:.0f}%, "
         f"faust floor {100 * floor['machine_busy']:.0f}%, product {100 * product.machine_busy:.0f}% "

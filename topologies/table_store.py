@@ -43,11 +43,11 @@ class TableStateStore:
 def _read_raw(table, key: bytes) -> Optional[bytes]:
     """Return the table's value of ``key``, or None, with one lookup in a RocksDB store.
 
-    faust's ``table.get`` checks whether the store contains the key and then
-    reads it, two RocksDB reads and about ten Python calls, most for a key
-    the table does not have yet. The store's ``_get`` is the read that both
-    make: in the database of the current event's partition, where TableWriter
-    puts each record.
+    faust's ``table.get`` checks whether the store contains the key and
+    reads it only then: two RocksDB reads for a key that exists, one for a
+    missing key, and about ten Python calls either way. The store's ``_get``
+    is the read that both make, in the database of the current event's
+    partition, where TableWriter puts each record.
     NOTE: ``_get`` is private to faust-streaming 0.15.3's RocksDB store;
     tests/unit/test_table_read.py compares it with ``table.get``.
     """

@@ -28,8 +28,10 @@ FIGURE_LINES = {
     "ratio to bare loop": r"^ratio product/bare: \d+\.\d\d$",
     "ratio to faust floor": r"^ratio product/faust-floor: \d+\.\d\d$",
     "worker CPU": r"^product worker CPU while folding: \d+% of one core \(estimate\)$",
-    "worker CPU per event": r"^product worker CPU per event: \d+ us, \d+ us of it in the fold "
-    r"\(flyte_state_fold_seconds\), -?\d+ us in the rest \(estimate\)$",
+    # A run this short can fold every event before the first state record
+    # appears, and then the span has no events (nan).
+    "worker CPU per event": r"^product worker CPU per event: (\d+|nan) us, (\d+|nan) us of it in the fold "
+    r"\(flyte_state_fold_seconds\), (-?\d+|nan) us in the rest \(estimate\)$",
     "machine CPU": r"^machine CPU busy, all processes: bare loop \d+%, faust floor \d+%, product \d+% of \d+ CPUs$",
     "latency p50": r"^latency p50: \d+\.\d{3} s$",
     "latency p99": r"^latency p99: \d+\.\d{3} s$",
