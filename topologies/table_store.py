@@ -131,19 +131,20 @@ class TableWriter:
         ``writes``, for ``store`` to put into the tables once Kafka confirmed
         them.
         """
-        values = []
-        written: collections.Counter[RecordKind] = collections.Counter()
-        for write in writes:
-            value = write.state.SerializeToString() if write.state is not None else None
-            self.producer.send(self.changelog_topics[write.kind], write.key.encode(), value, delivery, partition=write.partition)
-            values.append(value)
-            written[write.kind] += 1
+        values = [write.state.SerializeToString() if write.state is not None else None for write in writes]
+        self.produce_again(writes, values, delivery)
+
+        written = collections.Counter(write.kind for write in writes)
         for kind, count in written.items():
             self.writes_by_kind[kind].inc(count)
         return values
 
     def produce_again(self, writes: list[PendingWrite], values: list[Optional[bytes]], delivery) -> None:
-        """Produce the changelog records that ``produce`` returned ``values`` for once more, to the same partitions."""
+        """Produce a changelog record of each write with its value, to the write's partition.
+
+        ``produce`` sends its records with it, and a pipeline that replaced
+        its producer sends the records of an unconfirmed batch again.
+        """
         for write, value in zip(writes, values):
             self.producer.send(self.changelog_topics[write.kind], write.key.encode(), value, delivery, partition=write.partition)
 
