@@ -120,6 +120,12 @@ LIBRDKAFKA_DEBUG_CONTEXTS = frozenset(
 # long for their state records, and faust's rebalance waits for them too.
 MAX_BATCH_LINGER_SECONDS = 60.0
 
+# Upper bounds of the consumer's fetch settings. aiokafka asks the broker for at
+# most 50 MiB per fetch, so a larger minimum could never be reached, and a wait
+# of seconds would hold every event that long before its fold.
+MAX_FETCH_MIN_BYTES = 50 * 1024 * 1024
+MAX_FETCH_MAX_WAIT_SECONDS = 5.0
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -171,6 +177,14 @@ class Settings:
     # changelog. 1 is faust's default. With 0, two workers at 2,500 events/s
     # published state records five times sooner (docs/benchmarks.md, "Standby replicas").
     standby_replicas: int = 1
+
+    # The broker answers a fetch of the worker's faust consumer once it holds
+    # this many bytes for it, or after the wait. aiokafka's defaults (1 byte)
+    # answer at once: two workers at 2,500 events/s each then made about 220
+    # fetches a second of 11 events each and kept both CPUs busy
+    # (docs/benchmarks.md, "Fetches of at least 64 KiB").
+    fetch_min_bytes: int = 64 * 1024
+    fetch_max_wait_seconds: float = 0.04
 
     # How long the worker keeps retrying an unreachable broker at start-up.
     connect_timeout_seconds: float = 120.0
@@ -224,6 +238,8 @@ class Settings:
             batch_max_events=_env_int("FLYTE_STATE_BATCH_MAX_EVENTS", cls.batch_max_events, minimum=1),
             batch_linger_seconds=_env_float("FLYTE_STATE_BATCH_LINGER_SECONDS", cls.batch_linger_seconds),
             standby_replicas=_env_int("FLYTE_STATE_STANDBY_REPLICAS", cls.standby_replicas, minimum=0),
+            fetch_min_bytes=_env_int("FLYTE_STATE_FETCH_MIN_BYTES", cls.fetch_min_bytes),
+            fetch_max_wait_seconds=_env_float("FLYTE_STATE_FETCH_MAX_WAIT_SECONDS", cls.fetch_max_wait_seconds),
             connect_timeout_seconds=_env_float("FLYTE_STATE_CONNECT_TIMEOUT_SECONDS", cls.connect_timeout_seconds),
             log_level=_env("FLYTE_STATE_LOG_LEVEL", cls.log_level).upper(),
             librdkafka_debug=_env("FLYTE_STATE_LIBRDKAFKA_DEBUG", cls.librdkafka_debug).strip(),
@@ -272,6 +288,8 @@ class Settings:
             "FLYTE_STATE_BATCH_MAX_EVENTS": str(self.batch_max_events),
             "FLYTE_STATE_BATCH_LINGER_SECONDS": str(self.batch_linger_seconds),
             "FLYTE_STATE_STANDBY_REPLICAS": str(self.standby_replicas),
+            "FLYTE_STATE_FETCH_MIN_BYTES": str(self.fetch_min_bytes),
+            "FLYTE_STATE_FETCH_MAX_WAIT_SECONDS": str(self.fetch_max_wait_seconds),
             "FLYTE_STATE_CONNECT_TIMEOUT_SECONDS": str(self.connect_timeout_seconds),
             "FLYTE_STATE_LOG_LEVEL": self.log_level,
             "FLYTE_STATE_LIBRDKAFKA_DEBUG": self.librdkafka_debug,
@@ -308,6 +326,16 @@ class Settings:
             raise ConfigError(
                 f"FLYTE_STATE_BATCH_LINGER_SECONDS={self.batch_linger_seconds} must lie above 0 and at most "
                 f"{MAX_BATCH_LINGER_SECONDS:.0f}, because state records wait that long before they are published"
+            )
+        if not 1 <= self.fetch_min_bytes <= MAX_FETCH_MIN_BYTES:
+            raise ConfigError(
+                f"FLYTE_STATE_FETCH_MIN_BYTES={self.fetch_min_bytes} must lie between 1 and {MAX_FETCH_MIN_BYTES}, "
+                "the most that one fetch asks for"
+            )
+        if not 0 < self.fetch_max_wait_seconds <= MAX_FETCH_MAX_WAIT_SECONDS:
+            raise ConfigError(
+                f"FLYTE_STATE_FETCH_MAX_WAIT_SECONDS={self.fetch_max_wait_seconds} must lie above 0 and at most "
+                f"{MAX_FETCH_MAX_WAIT_SECONDS:.0f}, because fetched events wait that long before they are folded"
             )
         unknown_contexts = sorted(
             {context.strip() for context in self.librdkafka_debug.split(",") if context.strip()}

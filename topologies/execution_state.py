@@ -37,6 +37,7 @@ from processor.routing import (
     header_value,
 )
 from topologies.batch_pipeline import Batch, BatchPipeline
+from topologies.consumer_fetch import configure_fetches
 from topologies.fast_delivery import apply_fast_delivery
 from topologies.faust_fixes import apply_faust_fixes
 from topologies.lean_monitor import LeanMonitor
@@ -95,7 +96,7 @@ def build_app(settings: Settings) -> faust.App:
 
     # faust's rocksdb:// store runs on rocksdict when python-rocksdb is absent.
     store = "memory://" if settings.store == "memory" else "rocksdb://"
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
         store=store,
@@ -115,6 +116,8 @@ def build_app(settings: Settings) -> faust.App:
         Monitor=LeanMonitor,
         broker_credentials=faust_broker_credentials(settings.security),
     )
+    configure_fetches(app, settings.fetch_min_bytes, settings.fetch_max_wait_seconds)
+    return app
 
 
 # Series updated for every event or record. The counters reach Prometheus once per batch.

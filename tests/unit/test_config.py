@@ -254,6 +254,47 @@ def test_bad_batch_setting(monkeypatch, name, value):
         Settings.from_env()
 
 
+def test_fetch_settings_default(monkeypatch):
+    monkeypatch.delenv("FLYTE_STATE_FETCH_MIN_BYTES", raising=False)
+    monkeypatch.delenv("FLYTE_STATE_FETCH_MAX_WAIT_SECONDS", raising=False)
+
+    settings = Settings.from_env()
+
+    assert settings.fetch_min_bytes == 65536
+    assert settings.fetch_max_wait_seconds == 0.04
+
+
+def test_fetch_settings_from_env(monkeypatch):
+    monkeypatch.setenv("FLYTE_STATE_FETCH_MIN_BYTES", "1")
+    monkeypatch.setenv("FLYTE_STATE_FETCH_MAX_WAIT_SECONDS", "0.5")
+
+    settings = Settings.from_env()
+
+    assert settings.fetch_min_bytes == 1
+    assert settings.fetch_max_wait_seconds == 0.5
+    assert settings.to_env()["FLYTE_STATE_FETCH_MIN_BYTES"] == "1"
+    assert settings.to_env()["FLYTE_STATE_FETCH_MAX_WAIT_SECONDS"] == "0.5"
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("FLYTE_STATE_FETCH_MIN_BYTES", "0"),
+        ("FLYTE_STATE_FETCH_MIN_BYTES", "52428801"),
+        ("FLYTE_STATE_FETCH_MIN_BYTES", "64k"),
+        ("FLYTE_STATE_FETCH_MAX_WAIT_SECONDS", "0"),
+        ("FLYTE_STATE_FETCH_MAX_WAIT_SECONDS", "-0.1"),
+        ("FLYTE_STATE_FETCH_MAX_WAIT_SECONDS", "5.5"),
+        ("FLYTE_STATE_FETCH_MAX_WAIT_SECONDS", "nan"),
+    ],
+)
+def test_bad_fetch_setting(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env()
+
+
 def test_standby_replicas_default_one(monkeypatch):
     monkeypatch.delenv("FLYTE_STATE_STANDBY_REPLICAS", raising=False)
 

@@ -1,0 +1,37 @@
+"""The worker's faust consumer starts on the real broker with the fetch minimum and wait of its settings."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from support import isolated_settings
+from topologies.execution_state import build_app
+
+pytestmark = pytest.mark.integration
+
+
+async def started_fetcher_settings(settings) -> tuple[int, int]:
+    """Start the group consumer that the worker's app builds; return its fetcher's minimum bytes and wait in ms."""
+    app = build_app(settings)
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)
+    await consumer.start()
+    try:
+        return consumer._fetcher._fetch_min_bytes, consumer._fetcher._fetch_max_wait_ms
+    finally:
+        await consumer.stop()
+
+
+def test_started_consumer_fetches_with_the_default_settings(kafka_bootstrap, tmp_path):
+    settings = isolated_settings(kafka_bootstrap, tmp_path).replace(store="memory")
+
+    assert asyncio.run(started_fetcher_settings(settings)) == (65536, 40)
+
+
+def test_started_consumer_fetches_with_changed_settings(kafka_bootstrap, tmp_path):
+    settings = isolated_settings(kafka_bootstrap, tmp_path).replace(
+        store="memory", fetch_min_bytes=1, fetch_max_wait_seconds=0.5
+    )
+
+    assert asyncio.run(started_fetcher_settings(settings)) == (1, 500)
