@@ -59,7 +59,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from processor.config import Settings
+from processor.config import MAX_FETCH_MAX_WAIT_SECONDS, MAX_FETCH_MIN_BYTES, Settings
 from processor.events import EventKind, decode_event
 from processor.fold.execution import ExecutionFolder, InMemoryStateStore, RecordKind
 from processor.kafka_clients import client_config, producer_config, reader_config
@@ -1721,6 +1721,20 @@ def build_parser() -> argparse.ArgumentParser:
         f"worker to keep a copy (default {Settings.standby_replicas})",
     )
     parser.add_argument(
+        "--fetch-min-bytes",
+        type=int,
+        default=Settings.fetch_min_bytes,
+        help=f"FLYTE_STATE_FETCH_MIN_BYTES of the workers and the faust floor; 1 is aiokafka's default "
+        f"(default {Settings.fetch_min_bytes})",
+    )
+    parser.add_argument(
+        "--fetch-max-wait-seconds",
+        type=float,
+        default=Settings.fetch_max_wait_seconds,
+        help=f"FLYTE_STATE_FETCH_MAX_WAIT_SECONDS of the workers and the faust floor "
+        f"(default {Settings.fetch_max_wait_seconds:g})",
+    )
+    parser.add_argument(
         "--recovery-tasks",
         type=int,
         default=0,
@@ -1761,6 +1775,13 @@ def _validate(parser: argparse.ArgumentParser, options: argparse.Namespace) -> N
         parser.error(f"--standby-replicas must be 0 or more, got {options.standby_replicas}")
     if options.latency_workers > 1 and options.recovery_tasks:
         parser.error("--latency-workers does not apply to a --recovery-tasks run")
+    if not 1 <= options.fetch_min_bytes <= MAX_FETCH_MIN_BYTES:
+        parser.error(f"--fetch-min-bytes must lie between 1 and {MAX_FETCH_MIN_BYTES}, got {options.fetch_min_bytes}")
+    if not 0 < options.fetch_max_wait_seconds <= MAX_FETCH_MAX_WAIT_SECONDS:
+        parser.error(
+            f"--fetch-max-wait-seconds must lie above 0 and at most {MAX_FETCH_MAX_WAIT_SECONDS:g}, "
+            f"got {options.fetch_max_wait_seconds}"
+        )
     if options.timeout <= 0:
         parser.error(f"--timeout must be above 0, got {options.timeout}")
     options.py_spy = find_py_spy() if options.profile else None
@@ -1796,7 +1817,11 @@ def run(options: argparse.Namespace) -> int:
         header = _machine_lines(bootstrap_servers)
         prefix = f"bench-{uuid.uuid4().hex[:8]}."
         base = Settings(
-            bootstrap_servers=bootstrap_servers, partitions=options.partitions, state_dir=work_dir / "state"
+            bootstrap_servers=bootstrap_servers,
+            partitions=options.partitions,
+            state_dir=work_dir / "state",
+            fetch_min_bytes=options.fetch_min_bytes,
+            fetch_max_wait_seconds=options.fetch_max_wait_seconds,
         )
         settings = base.with_topic_prefix(prefix)
         product_settings = settings.replace(
@@ -1824,6 +1849,10 @@ def run(options: argparse.Namespace) -> int:
                 f"published in {published_seconds:.1f} s"
             )
             print(header[-1], file=sys.stderr, flush=True)
+            header.append(
+                f"faust consumer fetches of the workers and the faust floor: at least {options.fetch_min_bytes} "
+                f"bytes, or after {options.fetch_max_wait_seconds:g} s"
+            )
 
             latency_events = int(options.latency_rate * options.latency_seconds)
             latency_load = Load(events=[], executions=0, max_nodes=load.max_nodes)
@@ -1960,7 +1989,12 @@ def run_recovery(options: argparse.Namespace) -> int:
         lines = _machine_lines(bootstrap_servers)
         prefix = f"bench-{uuid.uuid4().hex[:8]}."
         settings = (
-            Settings(bootstrap_servers=bootstrap_servers, partitions=options.partitions)
+            Settings(
+                bootstrap_servers=bootstrap_servers,
+                partitions=options.partitions,
+                fetch_min_bytes=options.fetch_min_bytes,
+                fetch_max_wait_seconds=options.fetch_max_wait_seconds,
+            )
             .with_topic_prefix(prefix)
             .replace(
                 app_id=f"{prefix}recovery",

@@ -22,6 +22,8 @@ WINDOWS = rf"{WINDOW}(, {WINDOW})*"
 # Lines of the report, by the pattern of their figure. Values are not checked:
 # they depend on the machine.
 FIGURE_LINES = {
+    "fetch settings": r"^faust consumer fetches of the workers and the faust floor: at least 65536 bytes, "
+    r"or after 0\.04 s$",
     "bare loop row": r"^bare loop \(confluent-kafka \+ fold\)\s+2000\s+[\d.]+\s+\d+$",
     "faust floor row": r"^faust floor \(stream\.events only\)\s+2000\s+[\d.]+\s+\d+$",
     "product row": r"^product \(worker, rocksdb\)\s+2000\s+[\d.]+\s+\d+$",
