@@ -12,23 +12,28 @@ events (docs/benchmarks.md, "Fetches of at least 64 KiB").
 ``configure_fetches(app, ...)`` gives an app a fetch minimum and wait. The
 consumer that the app builds next asks the broker to hold each fetch until
 it has that many bytes or the wait has passed. The wait adds at most its
-length to the time from an event's arrival to its fold. The same consumer
-reads the changelogs of the tables, so recovery fetches with these settings
-too. A changelog being recovered is a backlog, whose fetches fill at once.
+length to the time from an event's arrival to its fold. It also sets how
+often an idle consumer fetches: about 25 times a second with a wait of 40
+ms, against less than once with faust's 1.5 s, which cost an idle worker
+about 3% of a core instead of 0.7%. The same consumer reads the changelogs
+of the tables, so recovery and standby copies fetch with these settings too.
 
 Contract: only the group consumer of faust's aiokafka transport
 (``kafka://``) changes. A faust client-only app and the confluent-kafka
 clients keep their settings, and so does an app without
-``configure_fetches`` (1 byte, and faust's wait of 1.5 s).
+``configure_fetches`` (aiokafka's 1 byte and faust's wait of 1.5 s).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 
 import faust
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+log = logging.getLogger(__name__)
 
 # Set on the wrapper, so that a second call finds it applied.
 _PATCHED_MARK = "_flyte_state_consumer_fetch"
@@ -96,6 +101,12 @@ def _apply_fetch_settings_hook() -> None:
         settings = fetch_settings_of(self.app)
         if settings is not None:
             apply_to_consumer(consumer, settings)
+            log.info(
+                "faust consumer of app %s fetches at least %d bytes or waits at most %d ms",
+                self.app.conf.id,
+                settings.min_bytes,
+                settings.max_wait_ms,
+            )
         return consumer
 
     setattr(create_worker_consumer_with_fetch_settings, _PATCHED_MARK, True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -35,3 +36,17 @@ def test_started_consumer_fetches_with_changed_settings(kafka_bootstrap, tmp_pat
     )
 
     assert asyncio.run(started_fetcher_settings(settings)) == (1, 500)
+
+
+def test_running_worker_logs_its_fetch_settings(module_worker):
+    expected = "fetches at least 65536 bytes or waits at most 40 ms"
+    deadline = time.monotonic() + 60
+    log_text = ""
+
+    while time.monotonic() < deadline:
+        log_text = module_worker.log_path.read_text(errors="replace") if module_worker.log_path.exists() else ""
+        if expected in log_text:
+            break
+        time.sleep(0.5)
+
+    assert expected in log_text, f"no line with {expected!r} in the worker's log:\n{log_text[-3000:]}"
