@@ -1500,6 +1500,14 @@ def _machine_lines(bootstrap_servers: str) -> list[str]:
     ]
 
 
+def _fetch_line(options: argparse.Namespace, consumers: str) -> str:
+    """Return the report line with the fetch minimum and wait of ``consumers``."""
+    return (
+        f"faust consumer fetches of {consumers}: at least {options.fetch_min_bytes} bytes, "
+        f"or after {options.fetch_max_wait_seconds:g} s"
+    )
+
+
 def _met(condition: bool) -> str:
     return "met" if condition else "not met"
 
@@ -1724,14 +1732,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--fetch-min-bytes",
         type=int,
         default=Settings.fetch_min_bytes,
-        help=f"FLYTE_STATE_FETCH_MIN_BYTES of the workers and the faust floor; 1 is aiokafka's default "
-        f"(default {Settings.fetch_min_bytes})",
+        help=f"FLYTE_STATE_FETCH_MIN_BYTES of the workers and the faust floor, in bytes; 1 with a wait of 1.5 s "
+        f"is faust's own setting (default {Settings.fetch_min_bytes})",
     )
     parser.add_argument(
         "--fetch-max-wait-seconds",
         type=float,
         default=Settings.fetch_max_wait_seconds,
-        help=f"FLYTE_STATE_FETCH_MAX_WAIT_SECONDS of the workers and the faust floor "
+        help=f"FLYTE_STATE_FETCH_MAX_WAIT_SECONDS of the workers and the faust floor, in seconds "
         f"(default {Settings.fetch_max_wait_seconds:g})",
     )
     parser.add_argument(
@@ -1849,10 +1857,7 @@ def run(options: argparse.Namespace) -> int:
                 f"published in {published_seconds:.1f} s"
             )
             print(header[-1], file=sys.stderr, flush=True)
-            header.append(
-                f"faust consumer fetches of the workers and the faust floor: at least {options.fetch_min_bytes} "
-                f"bytes, or after {options.fetch_max_wait_seconds:g} s"
-            )
+            header.append(_fetch_line(options, "the workers and the faust floor"))
 
             latency_events = int(options.latency_rate * options.latency_seconds)
             latency_load = Load(events=[], executions=0, max_nodes=load.max_nodes)
@@ -2046,6 +2051,7 @@ def run_recovery(options: argparse.Namespace) -> int:
         f"built by the worker in {build_seconds:.0f} s ({options.recovery_tasks / build_seconds:.0f} events/s), "
         f"peak RSS {build_rss / 1024:.0f} MiB",
         f"changelog records after the build: {changelog_records}",
+        _fetch_line(options, "the worker"),
     ]
     for name, run_ in (("same state directory", same), ("empty state directory", empty)):
         lines.append(

@@ -123,6 +123,9 @@ MAX_BATCH_LINGER_SECONDS = 60.0
 # Upper bounds of the consumer's fetch settings. aiokafka asks the broker for at
 # most 50 MiB per fetch, so a larger minimum could never be reached, and a wait
 # of seconds would hold every event that long before its fold.
+# NOTE: faust asks for at most 1 MiB per partition, so a minimum above 1 MiB
+# times the partitions in a fetch is never reached either, and every fetch then
+# waits the full time. The partitions are known only after assignment.
 MAX_FETCH_MIN_BYTES = 50 * 1024 * 1024
 MAX_FETCH_MAX_WAIT_SECONDS = 5.0
 
@@ -174,15 +177,15 @@ class Settings:
     batch_linger_seconds: float = 0.25
 
     # Workers that keep a standby copy of each table partition by reading its
-    # changelog. 1 is faust's default. With 0, two workers at 2,500 events/s
-    # published state records five times sooner (docs/benchmarks.md, "Standby replicas").
+    # changelog. 1 is faust's default. Two workers at 5,000 events/s had a p99
+    # of 1.04 s with 1 and 0.62 and 0.92 s with 0 (docs/benchmarks.md).
     standby_replicas: int = 1
 
-    # The broker answers a fetch of the worker's faust consumer once it holds
-    # this many bytes for it, or after the wait. aiokafka's defaults (1 byte)
-    # answer at once: two workers at 2,500 events/s each then made about 220
-    # fetches a second of 11 events each and kept both CPUs busy
-    # (docs/benchmarks.md, "Fetches of at least 64 KiB").
+    # The broker responds to a fetch of the worker's faust consumer once it has
+    # this many bytes for it, or after the wait. With faust's settings (1 byte,
+    # 1.5 s) it responded once it had any record, and two workers at 2,500
+    # events/s each made about 220 fetches a second of 11 events each and kept
+    # both CPUs busy (docs/benchmarks.md, "Fetches of at least 64 KiB").
     fetch_min_bytes: int = 64 * 1024
     fetch_max_wait_seconds: float = 0.04
 

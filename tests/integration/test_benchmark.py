@@ -68,6 +68,7 @@ RECOVERY_LINES = {
     "table": r"^table: 2000 task executions of 20 executions \(100 each, one RUNNING event per task\), \d+ partitions$",
     "build": r"^built by the worker in \d+ s \(\d+ events/s\), peak RSS \d+ MiB$",
     "changelog records": r"^changelog records after the build: \d+$",
+    "fetch settings": r"^faust consumer fetches of the worker: at least 65536 bytes, or after 0\.04 s$",
     "same directory": r"^recovery, same state directory: [\d.]+ s from assignment, [\d.]+ s from start; "
     r"peak RSS \d+ MiB; state directory \d+ MiB$",
     "empty directory": r"^recovery, empty state directory: [\d.]+ s from assignment, [\d.]+ s from start; "
