@@ -120,10 +120,10 @@ LIBRDKAFKA_DEBUG_CONTEXTS = frozenset(
 # long for their state records, and faust's rebalance waits for them too.
 MAX_BATCH_LINGER_SECONDS = 60.0
 
-# Upper bounds of the consumer's fetch settings. aiokafka asks the broker for at
-# most 50 MiB per fetch, so a larger minimum could never be reached, and a wait
-# of seconds would hold every event that long before its fold.
-# NOTE: faust asks for at most 1 MiB per partition, so a minimum above 1 MiB
+# Upper bounds of the consumer's fetch settings. aiokafka requests at most 50
+# MiB per fetch from the broker, so a larger minimum could never be reached,
+# and a wait of seconds would hold every event that long before its fold.
+# NOTE: faust requests at most 1 MiB per partition, so a minimum above 1 MiB
 # times the partitions in a fetch is never reached either, and every fetch then
 # waits the full time. The partitions are known only after assignment.
 MAX_FETCH_MIN_BYTES = 50 * 1024 * 1024

@@ -10,8 +10,8 @@ and with a minimum of 64 KiB and a wait of 40 ms about 21 fetches of 115
 events (docs/benchmarks.md, "Fetches of at least 64 KiB").
 
 ``configure_fetches(app, ...)`` gives an app a fetch minimum and wait. The
-consumer that the app builds next asks the broker to hold each fetch until
-it has that many bytes or the wait has passed. The wait adds at most its
+consumer that the app builds next requests that the broker hold each fetch
+until it has that many bytes or the wait has passed. The wait adds at most its
 length to the time from an event's arrival to its fold. It also sets how
 often an idle consumer fetches: about 25 times a second with a wait of 40
 ms, against less than once with faust's 1.5 s, which cost an idle worker

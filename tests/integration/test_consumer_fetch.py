@@ -24,13 +24,13 @@ async def started_fetcher_settings(settings) -> tuple[int, int]:
         await consumer.stop()
 
 
-def test_started_consumer_fetches_with_the_default_settings(kafka_bootstrap, tmp_path):
+def test_started_consumer_default_fetches(kafka_bootstrap, tmp_path):
     settings = isolated_settings(kafka_bootstrap, tmp_path).replace(store="memory")
 
     assert asyncio.run(started_fetcher_settings(settings)) == (65536, 40)
 
 
-def test_started_consumer_fetches_with_changed_settings(kafka_bootstrap, tmp_path):
+def test_started_consumer_changed_fetches(kafka_bootstrap, tmp_path):
     settings = isolated_settings(kafka_bootstrap, tmp_path).replace(
         store="memory", fetch_min_bytes=1, fetch_max_wait_seconds=0.5
     )
@@ -38,7 +38,7 @@ def test_started_consumer_fetches_with_changed_settings(kafka_bootstrap, tmp_pat
     assert asyncio.run(started_fetcher_settings(settings)) == (1, 500)
 
 
-def test_running_worker_logs_its_fetch_settings(module_worker):
+def test_running_worker_logs_fetches(module_worker):
     expected = "fetches at least 65536 bytes or waits at most 40 ms"
     deadline = time.monotonic() + 60
     log_text = ""

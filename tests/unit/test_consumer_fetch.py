@@ -25,7 +25,7 @@ def built_consumer(app: faust.App):
     return asyncio.run(build_and_close())
 
 
-def test_worker_app_fetches_with_the_default_settings(tmp_path):
+def test_worker_app_default_fetches(tmp_path):
     app = build_app(Settings(store="memory", state_dir=tmp_path, metrics_port=0))
 
     consumer = built_consumer(app)
@@ -34,7 +34,7 @@ def test_worker_app_fetches_with_the_default_settings(tmp_path):
     assert consumer._fetch_max_wait_ms == 40
 
 
-def test_worker_app_fetches_with_its_settings(tmp_path):
+def test_worker_app_configured_fetches(tmp_path):
     settings = Settings(store="memory", state_dir=tmp_path, metrics_port=0, fetch_min_bytes=1, fetch_max_wait_seconds=1.5)
 
     consumer = built_consumer(build_app(settings))
@@ -43,7 +43,7 @@ def test_worker_app_fetches_with_its_settings(tmp_path):
     assert consumer._fetch_max_wait_ms == 1500
 
 
-def test_app_without_fetch_settings_keeps_faust_and_aiokafka_defaults(tmp_path):
+def test_plain_app_keeps_defaults(tmp_path):
     build_app(Settings(store="memory", state_dir=tmp_path / "configured", metrics_port=0))
     plain = faust.App("plain-app", broker="kafka://127.0.0.1:9", store="memory://", datadir=str(tmp_path / "plain"))
 
@@ -55,7 +55,7 @@ def test_app_without_fetch_settings_keeps_faust_and_aiokafka_defaults(tmp_path):
 
 
 @pytest.mark.parametrize("seconds, milliseconds", [(0.04, 40), (0.0004, 1), (0.0126, 13), (5.0, 5000)])
-def test_wait_in_whole_milliseconds_of_at_least_one(tmp_path, seconds, milliseconds):
+def test_wait_rounded_to_milliseconds(tmp_path, seconds, milliseconds):
     app = faust.App("wait-app", broker="kafka://127.0.0.1:9", store="memory://", datadir=str(tmp_path))
 
     settings = configure_fetches(app, 1024, seconds)
@@ -75,7 +75,7 @@ def test_hook_wraps_faust_once(tmp_path):
     assert built_consumer(app)._fetch_min_bytes == 2048
 
 
-def test_consumer_without_the_attributes_fails_loudly():
+def test_unknown_consumer_raises():
     class OtherConsumer:
         _fetch_min_bytes = 1
 
