@@ -13,7 +13,7 @@ events (docs/benchmarks.md, "Fetches of at least 64 KiB").
 consumer that the app builds next requests that the broker hold each fetch
 until it has that many bytes or the wait has passed. The wait adds at most its
 length to the time from an event's arrival to its fold. It also sets how
-often an idle consumer fetches: about 25 times a second with a wait of 40
+often an idle consumer fetches: about 24 times a second with a wait of 40
 ms, against less than once with faust's 1.5 s, which cost an idle worker
 about 3% of a core instead of 0.7%. The same consumer reads the changelogs
 of the tables, so recovery and standby copies fetch with these settings too.
