@@ -95,7 +95,7 @@ _PATCHED_MARK = "_flyte_state_patched"
 _POSITIONS_ATTRIBUTE = "_flyte_state_stream_positions"
 
 
-def _wrap_once(cls: type, name: str, make_wrapper) -> None:
+def wrap_once(cls: type, name: str, make_wrapper) -> None:
     """Replace ``cls.<name>`` with ``make_wrapper(original)``, unless an earlier call did."""
     original = getattr(cls, name)
     if getattr(original, _PATCHED_MARK, False):
@@ -136,7 +136,7 @@ def apply_stopping_rebalance_fix() -> None:
 
         return ignore_rebalance_while_stopping
 
-    _wrap_once(App, "_on_rebalance_when_stopped", make_ignore)
+    wrap_once(App, "_on_rebalance_when_stopped", make_ignore)
 
 
 # Queues kept when the flow resumes ---------------------------------------------------
@@ -157,7 +157,7 @@ def apply_flow_resume_fix() -> None:
 
         return resume_keeping_queued_events
 
-    _wrap_once(FlowControlEvent, "resume", make_resume)
+    wrap_once(FlowControlEvent, "resume", make_resume)
 
 
 # Seeks on the consumer's thread ---------------------------------------------------
@@ -177,7 +177,7 @@ def apply_thread_seek_fix() -> None:
 
         return seek_on_consumer_thread
 
-    _wrap_once(ThreadDelegateConsumer, "_seek", make_seek_on_thread)
+    wrap_once(ThreadDelegateConsumer, "_seek", make_seek_on_thread)
 
 
 # Contiguous commits ------------------------------------------------------------
@@ -233,7 +233,7 @@ def apply_contiguous_commit_fix() -> None:
 
         return new_offset_contiguous
 
-    _wrap_once(Consumer, "_new_offset", make_wrapper)
+    wrap_once(Consumer, "_new_offset", make_wrapper)
 
 
 # Stream positions --------------------------------------------------------------
@@ -409,13 +409,13 @@ def apply_stream_position_fix() -> None:
 
         return on_partitions_revoked_forgetting
 
-    _wrap_once(ThreadDelegateConsumer, "_getmany", make_fetch)
-    _wrap_once(Consumer, "getmany", make_getmany)
-    _wrap_once(Consumer, "seek", make_seek)
-    _wrap_once(ThreadDelegateConsumer, "seek_wait", make_seek_wait)
-    _wrap_once(Consumer, "perform_seek", make_perform_seek)
-    _wrap_once(Consumer, "_add_gap", make_add_gap)
-    _wrap_once(Consumer, "on_partitions_revoked", make_on_partitions_revoked)
+    wrap_once(ThreadDelegateConsumer, "_getmany", make_fetch)
+    wrap_once(Consumer, "getmany", make_getmany)
+    wrap_once(Consumer, "seek", make_seek)
+    wrap_once(ThreadDelegateConsumer, "seek_wait", make_seek_wait)
+    wrap_once(Consumer, "perform_seek", make_perform_seek)
+    wrap_once(Consumer, "_add_gap", make_add_gap)
+    wrap_once(Consumer, "on_partitions_revoked", make_on_partitions_revoked)
 
 
 # Partitions without a committed offset ------------------------------------------
