@@ -59,7 +59,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from processor.config import MAX_FETCH_MAX_WAIT_SECONDS, MAX_FETCH_MIN_BYTES, Settings
+from processor.config import ConfigError, Settings
 from processor.events import EventKind, decode_event
 from processor.fold.execution import ExecutionFolder, InMemoryStateStore, RecordKind
 from processor.kafka_clients import client_config, producer_config, reader_config
@@ -1783,13 +1783,11 @@ def _validate(parser: argparse.ArgumentParser, options: argparse.Namespace) -> N
         parser.error(f"--standby-replicas must be 0 or more, got {options.standby_replicas}")
     if options.latency_workers > 1 and options.recovery_tasks:
         parser.error("--latency-workers does not apply to a --recovery-tasks run")
-    if not 1 <= options.fetch_min_bytes <= MAX_FETCH_MIN_BYTES:
-        parser.error(f"--fetch-min-bytes must lie between 1 and {MAX_FETCH_MIN_BYTES}, got {options.fetch_min_bytes}")
-    if not 0 < options.fetch_max_wait_seconds <= MAX_FETCH_MAX_WAIT_SECONDS:
-        parser.error(
-            f"--fetch-max-wait-seconds must lie above 0 and at most {MAX_FETCH_MAX_WAIT_SECONDS:g}, "
-            f"got {options.fetch_max_wait_seconds}"
-        )
+    # The settings' own check, before the run starts a broker.
+    try:
+        Settings(fetch_min_bytes=options.fetch_min_bytes, fetch_max_wait_seconds=options.fetch_max_wait_seconds).validate()
+    except ConfigError as error:
+        parser.error(f"invalid --fetch-min-bytes or --fetch-max-wait-seconds: {error}")
     if options.timeout <= 0:
         parser.error(f"--timeout must be above 0, got {options.timeout}")
     options.py_spy = find_py_spy() if options.profile else None

@@ -333,7 +333,7 @@ class Settings:
         if not 1 <= self.fetch_min_bytes <= MAX_FETCH_MIN_BYTES:
             raise ConfigError(
                 f"FLYTE_STATE_FETCH_MIN_BYTES={self.fetch_min_bytes} must lie between 1 and {MAX_FETCH_MIN_BYTES}, "
-                "the most that one fetch asks for"
+                "the maximum that one fetch requests"
             )
         if not 0 < self.fetch_max_wait_seconds <= MAX_FETCH_MAX_WAIT_SECONDS:
             raise ConfigError(
